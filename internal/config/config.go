@@ -1,0 +1,375 @@
+// Package config loads Postern's TOML configuration file, fills in defaults
+// and validates every value, so that a wrong file fails with one clear line
+// naming the key and the problem.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole server configuration.
+type Config struct {
+	Hostname string   `toml:"hostname"`
+	DataDir  string   `toml:"data_dir"`
+	Listen   Listen   `toml:"listen"`
+	TLS      TLS      `toml:"tls"`
+	DNS      DNS      `toml:"dns"`
+	Delivery Delivery `toml:"delivery"`
+	Limits   Limits   `toml:"limits"`
+
+	// Dev is true when no config file was given and the development
+	// defaults are in force (first start creates a domain and a user).
+	Dev bool `toml:"-"`
+	// File is the path of the loaded config file, empty in dev mode.
+	File string `toml:"-"`
+}
+
+// Listen holds the listener addresses of each service; an empty list
+// disables that service.
+type Listen struct {
+	SMTP        []string `toml:"smtp"`
+	Submission  []string `toml:"submission"`
+	Submissions []string `toml:"submissions"`
+	IMAP        []string `toml:"imap"`
+	IMAPS       []string `toml:"imaps"`
+	POP3        []string `toml:"pop3"`
+	POP3S       []string `toml:"pop3s"`
+	Admin       []string `toml:"admin"`
+}
+
+// TLS names the certificate and key; empty means a self-signed pair is
+// generated once into the data directory.
+type TLS struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// DNS configures the resolver used for outbound delivery and checks.
+type DNS struct {
+	Resolver string `toml:"resolver"`
+}
+
+// Delivery configures outbound delivery.
+type Delivery struct {
+	MXPort    int    `toml:"mx_port"`
+	RelayHost string `toml:"relay_host"`
+}
+
+// Limits bounds what one client may make the server do.
+type Limits struct {
+	MaxMessageSize      Size     `toml:"max_message_size"`
+	MaxRecipients       int      `toml:"max_recipients"`
+	MaxConnections      int      `toml:"max_connections"`
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	MaxLineLength       int      `toml:"max_line_length"`
+	CommandTimeout      Duration `toml:"command_timeout"`
+	DataTimeout         Duration `toml:"data_timeout"`
+	ShutdownGrace       Duration `toml:"shutdown_grace"`
+}
+
+// Duration is a time.Duration written as "30s", "5m" in the file.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"30s\" or \"5m\": %q", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// Size is a byte count written as a number or as "50MiB", "10MB", "512KiB".
+type Size int64
+
+// UnmarshalText parses a size with an optional unit.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = Size(v)
+	return nil
+}
+
+// ParseSize parses "1048576", "50MiB", "10MB", "512KiB", "1GiB".
+func ParseSize(str string) (int64, error) {
+	t := strings.TrimSpace(str)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t = strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+			mult = u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a size like \"50MiB\" or 1048576: %q", str)
+	}
+	return n * mult, nil
+}
+
+// Error is a configuration error; its text is the one line shown to the user.
+type Error struct {
+	File string
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	where := "config"
+	if e.File != "" {
+		where = e.File
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", where, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Msg)
+}
+
+func defaultLimits() Limits {
+	return Limits{
+		MaxMessageSize:      50 << 20,
+		MaxRecipients:       100,
+		MaxConnections:      1000,
+		MaxConnectionsPerIP: 20,
+		MaxLineLength:       2000,
+		CommandTimeout:      Duration{5 * time.Minute},
+		DataTimeout:         Duration{10 * time.Minute},
+		ShutdownGrace:       Duration{5 * time.Second},
+	}
+}
+
+// Production returns the defaults that apply to keys missing from a config file.
+func Production() *Config {
+	return &Config{
+		Hostname: "localhost",
+		DataDir:  "/var/lib/postern",
+		Listen: Listen{
+			SMTP:        []string{":25"},
+			Submission:  []string{":587"},
+			Submissions: []string{":465"},
+			IMAP:        []string{":143"},
+			IMAPS:       []string{":993"},
+			POP3:        []string{":110"},
+			POP3S:       []string{":995"},
+			Admin:       []string{"127.0.0.1:8025"},
+		},
+		Delivery: Delivery{MXPort: 25},
+		Limits:   defaultLimits(),
+	}
+}
+
+// Development returns the configuration used when no file is given:
+// data in ./postern-data, hostname localhost, loopback listeners on high ports.
+func Development() *Config {
+	return &Config{
+		Hostname: "localhost",
+		DataDir:  "postern-data",
+		Listen: Listen{
+			SMTP:        []string{"127.0.0.1:2525"},
+			Submission:  []string{"127.0.0.1:2587"},
+			Submissions: []string{"127.0.0.1:2465"},
+			IMAP:        []string{"127.0.0.1:2143"},
+			IMAPS:       []string{"127.0.0.1:2993"},
+			POP3:        []string{"127.0.0.1:2110"},
+			POP3S:       []string{"127.0.0.1:2995"},
+			Admin:       []string{"127.0.0.1:8025"},
+		},
+		Delivery: Delivery{MXPort: 25},
+		Limits:   defaultLimits(),
+		Dev:      true,
+	}
+}
+
+// Load reads the file at path; an empty path gives the development defaults.
+// Every error is an *Error whose text is one line.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		c := Development()
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err))}
+	}
+	c, err := Parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(filepath.Dir(path), c.DataDir)
+	}
+	for _, p := range []*string{&c.TLS.Cert, &c.TLS.Key} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(filepath.Dir(path), *p)
+		}
+	}
+	return c, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Parse decodes and validates a config file's contents; name is used in errors.
+func Parse(name string, data []byte) (*Config, error) {
+	c := Production()
+	c.File = name
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			msg := strings.ReplaceAll(pe.Message, "\n", " ")
+			key := ""
+			if pe.LastKey != "" {
+				key = pe.LastKey
+			}
+			return nil, &Error{File: fmt.Sprintf("%s:%d", name, pe.Position.Line), Key: key, Msg: msg}
+		}
+		return nil, decodeError(name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, &Error{File: name, Key: und[0].String(), Msg: "unknown key"}
+	}
+	if err := c.validate(); err != nil {
+		err.(*Error).File = name
+		return nil, err
+	}
+	return c, nil
+}
+
+var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+var incompatRe = regexp.MustCompile(`incompatible types: TOML value has type (\S+); destination has type (\S+)`)
+
+// decodeError turns BurntSushi/toml's type errors into "file:line: key: problem".
+func decodeError(name string, err error) error {
+	s := oneLine(err.Error())
+	m := typeErrRe.FindStringSubmatch(s)
+	if m == nil {
+		return &Error{File: name, Msg: strings.TrimPrefix(s, "toml: ")}
+	}
+	msg := m[3]
+	if im := incompatRe.FindStringSubmatch(msg); im != nil {
+		want := im[2]
+		if want == "slice" {
+			want = "list"
+		}
+		got := strings.TrimSuffix(strings.TrimSuffix(im[1], "64"), "32")
+		msg = fmt.Sprintf("wrong type: got %s, want %s", got, want)
+	}
+	return &Error{File: name + ":" + m[1], Key: m[2], Msg: msg}
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func (c *Config) validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n/@") {
+		return bad("hostname", "must be a host name like \"mail.example.org\" (got %q)", c.Hostname)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	lists := []struct {
+		key   string
+		addrs []string
+	}{
+		{"listen.smtp", c.Listen.SMTP}, {"listen.submission", c.Listen.Submission},
+		{"listen.submissions", c.Listen.Submissions}, {"listen.imap", c.Listen.IMAP},
+		{"listen.imaps", c.Listen.IMAPS}, {"listen.pop3", c.Listen.POP3},
+		{"listen.pop3s", c.Listen.POP3S}, {"listen.admin", c.Listen.Admin},
+	}
+	for _, l := range lists {
+		for _, a := range l.addrs {
+			if err := checkHostPort(a, true); err != nil {
+				return bad(l.key, "%q: %v", a, err)
+			}
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return bad("tls.key", "cert and key must be given together or both left empty")
+	}
+	if c.DNS.Resolver != "" {
+		if err := checkHostPort(c.DNS.Resolver, false); err != nil {
+			return bad("dns.resolver", "%q: %v", c.DNS.Resolver, err)
+		}
+	}
+	if c.Delivery.MXPort < 1 || c.Delivery.MXPort > 65535 {
+		return bad("delivery.mx_port", "must be a port from 1 to 65535 (got %d)", c.Delivery.MXPort)
+	}
+	if c.Delivery.RelayHost != "" {
+		if err := checkHostPort(c.Delivery.RelayHost, false); err != nil {
+			return bad("delivery.relay_host", "%q: %v", c.Delivery.RelayHost, err)
+		}
+	}
+	l := c.Limits
+	if l.MaxMessageSize < 1024 || l.MaxMessageSize > 4<<30 {
+		return bad("limits.max_message_size", "must be from 1KiB to 4GiB (got %d bytes)", int64(l.MaxMessageSize))
+	}
+	if l.MaxRecipients < 1 || l.MaxRecipients > 100000 {
+		return bad("limits.max_recipients", "must be from 1 to 100000 (got %d)", l.MaxRecipients)
+	}
+	if l.MaxConnections < 1 {
+		return bad("limits.max_connections", "must be at least 1 (got %d)", l.MaxConnections)
+	}
+	if l.MaxConnectionsPerIP < 1 || l.MaxConnectionsPerIP > l.MaxConnections {
+		return bad("limits.max_connections_per_ip", "must be from 1 to limits.max_connections (%d) (got %d)", l.MaxConnections, l.MaxConnectionsPerIP)
+	}
+	if l.MaxLineLength < 512 || l.MaxLineLength > 1<<20 {
+		return bad("limits.max_line_length", "must be from 512 to 1048576 (got %d); RFC 5321 needs at least 512", l.MaxLineLength)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+		min time.Duration
+	}{{"limits.command_timeout", l.CommandTimeout, time.Second}, {"limits.data_timeout", l.DataTimeout, time.Second}, {"limits.shutdown_grace", l.ShutdownGrace, 0}} {
+		if d.v.Duration < d.min {
+			return bad(d.key, "must be at least %v (got %v)", d.min, d.v.Duration)
+		}
+	}
+	return nil
+}
+
+// checkHostPort checks "host:port"; an empty host is allowed for listeners.
+func checkHostPort(a string, emptyHostOK bool) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return errors.New("not a \"host:port\" address")
+	}
+	if host == "" && !emptyHostOK {
+		return errors.New("host is missing")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return errors.New("port must be a number from 0 to 65535")
+	}
+	return nil
+}

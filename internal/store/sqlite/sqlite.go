@@ -1,0 +1,335 @@
+// Package sqlite is Postern's embedded store: an SQLite index
+// (modernc.org/sqlite, pure Go) plus message files managed by internal/blob.
+//
+// On-disk layout, under the data directory:
+//
+//	index.db, index.db-wal    the SQLite index (WAL mode, synchronous=FULL)
+//	blobs/incoming/<qid>      messages being received or just committed
+//	blobs/<xx>/<qid>          committed messages, one file per message
+//
+// Writes go through one writer goroutine that owns a single connection
+// (group commit): sessions write and fsync their message files in parallel,
+// then hand the writer a function to run; the writer gathers whatever has
+// queued up, fsyncs blobs/incoming once, runs every function inside one
+// transaction (each in its own savepoint, so one failure does not fail the
+// others), commits with one WAL fsync, and only then wakes the callers.
+//
+// Crash guarantees: a Deliver that returned nil is in the committed index
+// and its file is durable; a Deliver that did not return is either wholly
+// committed or wholly absent. At Open, files left in blobs/incoming are
+// promoted when the index knows them and deleted otherwise, so no partial
+// message is ever visible. Any number of processes (the server and the
+// command line) may open the same data directory; SQLite's locks serialize
+// their writes.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/postern-mail/postern/internal/blob"
+	"github.com/postern-mail/postern/internal/store"
+)
+
+var (
+	commitSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "postern_store_commit_seconds",
+		Help:    "Time to commit one batch of index writes, including the incoming directory fsync.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+	})
+	commitBatch = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "postern_store_commit_batch_size",
+		Help:    "Number of writes gathered into one commit (group commit).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	})
+	commitsTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "postern_store_commits_total",
+		Help: "Index transactions committed (each one WAL fsync).",
+	})
+)
+
+// Commits counts committed index transactions (one WAL fsync each).
+var Commits = &commitCounter{}
+
+type commitCounter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *commitCounter) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+
+// Load returns the number of commits so far.
+func (c *commitCounter) Load() int64 { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+const maxBatch = 256
+
+// Store is the SQLite-backed store.Store.
+type Store struct {
+	dir   string
+	rdb   *sql.DB // readers
+	wdb   *sql.DB // the writer's single connection
+	wconn *sql.Conn
+	blobs *blob.Dir
+	stmts map[string]*sql.Stmt // writer-goroutine only
+
+	reqs      chan *writeReq
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ store.Store = (*Store)(nil)
+
+type writeReq struct {
+	fn          func(w *wtx) error
+	syncIncoming bool
+	after       func() // run by the writer after a successful commit
+	done        chan error
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	blobs, err := blob.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	dsn := "file:" + (&url.URL{Path: filepath.ToSlash(filepath.Join(dir, "index.db"))}).EscapedPath() +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(1)"
+	wdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	ctx := context.Background()
+	wconn, err := wdb.Conn(ctx)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("store: open index: %w", err)
+	}
+	if _, err := wconn.ExecContext(ctx, schema); err != nil {
+		wconn.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("store: create schema: %w", err)
+	}
+	rdb, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		wconn.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	rdb.SetMaxOpenConns(8)
+	rdb.SetMaxIdleConns(8)
+	s := &Store{
+		dir: dir, rdb: rdb, wdb: wdb, wconn: wconn, blobs: blobs,
+		stmts:   map[string]*sql.Stmt{},
+		reqs:    make(chan *writeReq, maxBatch),
+		closing: make(chan struct{}),
+	}
+	// Finish promotions a crash interrupted and delete unacknowledged files.
+	if _, _, err := blobs.Recover(func(qid string) (bool, error) {
+		var n int
+		err := wconn.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE qid = ?`, qid).Scan(&n)
+		return n > 0, err
+	}); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("store: recover: %w", err)
+	}
+	s.wg.Add(1)
+	go s.writer()
+	return s, nil
+}
+
+func (s *Store) closeDBs() {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.wconn.Close()
+	s.wdb.Close()
+	s.rdb.Close()
+}
+
+// ErrClosed is returned for writes after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Close waits for queued writes, then closes the index.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		s.closeDBs()
+	})
+	return nil
+}
+
+// write hands fn to the writer and waits for the commit. Once handed over,
+// the write completes even if ctx is cancelled: the caller must learn
+// whether it committed.
+func (s *Store) write(req *writeReq) error {
+	req.done = make(chan error, 1)
+	select {
+	case s.reqs <- req:
+	case <-s.closing:
+		return ErrClosed
+	}
+	return <-req.done
+}
+
+// exec is write for a plain function.
+func (s *Store) exec(fn func(w *wtx) error) error {
+	return s.write(&writeReq{fn: fn})
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	batch := make([]*writeReq, 0, maxBatch)
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.reqs:
+		case <-s.closing:
+			// Drain what was handed over before Close.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.runBatch([]*writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+// wtx is the writer's view of the open transaction.
+type wtx struct {
+	s   *Store
+	ctx context.Context
+}
+
+func (w *wtx) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := w.s.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := w.s.wconn.PrepareContext(w.ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	w.s.stmts[q] = st
+	return st, nil
+}
+
+// Exec runs a write statement.
+func (w *wtx) Exec(q string, args ...any) (sql.Result, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(w.ctx, args...)
+}
+
+// QueryRow runs a query inside the transaction.
+func (w *wtx) QueryRow(q string, args ...any) *sql.Row {
+	st, err := w.stmt(q)
+	if err != nil {
+		// Surface the prepare error through a failing query.
+		return w.s.wconn.QueryRowContext(w.ctx, q, args...)
+	}
+	return st.QueryRowContext(w.ctx, args...)
+}
+
+// Query runs a query inside the transaction.
+func (w *wtx) Query(q string, args ...any) (*sql.Rows, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(w.ctx, args...)
+}
+
+func (s *Store) runBatch(batch []*writeReq) {
+	start := time.Now()
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	fail := func(err error) {
+		for i := range batch {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	needSync := false
+	for _, r := range batch {
+		needSync = needSync || r.syncIncoming
+	}
+	committed := false
+	if needSync {
+		if err := s.blobs.SyncIncoming(); err != nil {
+			fail(err)
+			goto reply
+		}
+	}
+	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		fail(fmt.Errorf("store: begin: %w", err))
+		goto reply
+	}
+	for i, r := range batch {
+		if _, err := s.wconn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			errs[i] = fmt.Errorf("store: savepoint: %w", err)
+			continue
+		}
+		w := &wtx{s: s, ctx: ctx}
+		if err := r.fn(w); err != nil {
+			errs[i] = err
+			s.wconn.ExecContext(ctx, "ROLLBACK TO w")
+		}
+		s.wconn.ExecContext(ctx, "RELEASE w")
+	}
+	if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+		s.wconn.ExecContext(ctx, "ROLLBACK")
+		fail(fmt.Errorf("store: commit: %w", err))
+		goto reply
+	}
+	committed = true
+	Commits.add()
+	commitsTotal.Inc()
+reply:
+	commitSeconds.Observe(time.Since(start).Seconds())
+	commitBatch.Observe(float64(len(batch)))
+	for i, r := range batch {
+		if committed && errs[i] == nil && r.after != nil {
+			r.after()
+		}
+		r.done <- errs[i]
+	}
+}
+
+func unixMilli(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMilli(ms int64) time.Time { return time.UnixMilli(ms) }
