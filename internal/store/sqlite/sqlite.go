@@ -92,10 +92,10 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 type writeReq struct {
-	fn          func(w *wtx) error
+	fn           func(w *wtx) error
 	syncIncoming bool
-	after       func() // run by the writer after a successful commit
-	done        chan error
+	after        func() // run by the writer after a successful commit
+	done         chan error
 }
 
 // Open opens (creating if needed) the store in dir.

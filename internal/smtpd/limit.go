@@ -1,0 +1,98 @@
+package smtpd
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// limitListener refuses connections beyond a total and a per-IP limit with
+// "421 4.7.0" (RFC 5321 3.8) before the session starts.
+type limitListener struct {
+	net.Listener
+	hostname string
+	maxTotal int
+	maxPerIP int
+
+	mu    sync.Mutex
+	total int
+	perIP map[string]int
+}
+
+func newLimitListener(l net.Listener, hostname string, maxTotal, maxPerIP int) *limitListener {
+	return &limitListener{Listener: l, hostname: hostname, maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: map[string]int{}}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		connectionsTotal.Inc()
+		ip := remoteIP(c.RemoteAddr())
+		l.mu.Lock()
+		reason := ""
+		switch {
+		case l.total >= l.maxTotal:
+			reason = reasonTooManyConns
+		case l.perIP[ip] >= l.maxPerIP:
+			reason = reasonTooManyPerIP
+		}
+		if reason != "" {
+			l.mu.Unlock()
+			messagesRejected.WithLabelValues(reason).Inc()
+			go l.refuse(c, reason)
+			continue
+		}
+		l.total++
+		l.perIP[ip]++
+		l.mu.Unlock()
+		connectionsActive.Inc()
+		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+func (l *limitListener) refuse(c net.Conn, reason string) {
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	msg := "Too many connections, try again later"
+	if reason == reasonTooManyPerIP {
+		msg = "Too many connections from your address, try again later"
+	}
+	fmt.Fprintf(c, "421 4.7.0 %s %s\r\n", l.hostname, msg)
+}
+
+func (l *limitListener) release(ip string) {
+	connectionsActive.Dec()
+	l.mu.Lock()
+	l.total--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+	l.mu.Unlock()
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}

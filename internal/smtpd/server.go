@@ -1,0 +1,99 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Config is what the SMTP server needs to know.
+type Config struct {
+	Hostname            string
+	TLS                 *tls.Config // nil: no STARTTLS
+	MaxMessageBytes     int64
+	MaxRecipients       int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	MaxLineLength       int
+	CommandTimeout      time.Duration
+	DataTimeout         time.Duration
+	Logger              *slog.Logger
+}
+
+// Server is an MX SMTP server.
+type Server struct {
+	cfg Config
+	be  Backend
+	log *slog.Logger
+	srv *smtp.Server
+
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+// New returns an SMTP server on be.
+func New(cfg Config, be Backend) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, be: be, log: cfg.Logger}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = cfg.Hostname
+	srv.TLSConfig = cfg.TLS
+	srv.MaxMessageBytes = cfg.MaxMessageBytes
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.MaxLineLength = cfg.MaxLineLength
+	srv.ReadTimeout = cfg.CommandTimeout
+	srv.WriteTimeout = cfg.CommandTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = slogAdapter{s.log}
+	s.srv = srv
+	return s
+}
+
+// Serve accepts connections on l until Shutdown; connection limits apply
+// per listener.
+func (s *Server) Serve(l net.Listener) error {
+	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
+	err := s.srv.Serve(ll)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets sessions in flight finish until ctx ends,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.srv.Close()
+		return nil
+	}
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// slogAdapter sends go-smtp's internal errors to slog at debug level
+// (they are per-connection I/O errors, not server faults).
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(format string, v ...interface{}) {
+	a.l.Debug("smtp", "detail", strings.TrimSpace(sprintf(format, v...)))
+}
+
+func (a slogAdapter) Println(v ...interface{}) {
+	a.l.Debug("smtp", "detail", strings.TrimSpace(sprintln(v...)))
+}
+
+var _ io.Writer = (*strings.Builder)(nil)

@@ -1,0 +1,255 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern-mail/postern/internal/store"
+)
+
+var sprintf, sprintln = fmt.Sprintf, fmt.Sprintln
+
+// recipient is one accepted RCPT TO and the users it reaches.
+type recipient struct {
+	address string
+	users   []store.User
+}
+
+type session struct {
+	s       *Server
+	conn    *smtp.Conn
+	ip      string
+	from    string
+	hasMail bool
+	rcpts   []recipient
+	log     *slog.Logger
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	ip := remoteIP(c.Conn().RemoteAddr())
+	return &session{s: s, conn: c, ip: ip, log: s.log.With("ip", ip)}, nil
+}
+
+func (ss *session) Reset() {
+	ss.from, ss.hasMail, ss.rcpts = "", false, nil
+}
+
+func (ss *session) Logout() error { return nil }
+
+func smtpErr(code int, ec smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
+}
+
+var errTempLookup = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary lookup failure, try again later")
+
+// Mail starts a transaction. The null sender <> is allowed (bounces).
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if from != "" {
+		if _, _, ok := splitAddr(from); !ok {
+			messagesRejected.WithLabelValues(reasonBadAddress).Inc()
+			return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
+		}
+	}
+	ss.from, ss.hasMail, ss.rcpts = from, true, nil
+	return nil
+}
+
+// splitAddr splits local@domain; both parts must be non-empty.
+func splitAddr(a string) (local, domain string, ok bool) {
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 {
+		return "", "", false
+	}
+	return a[:at], a[at+1:], true
+}
+
+// Rcpt accepts local users and aliases only.
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, domain, ok := splitAddr(to)
+	if !ok {
+		if strings.EqualFold(to, "postmaster") { // RFC 5321 4.5.1
+			to = "postmaster@" + ss.s.cfg.Hostname
+			_, domain, _ = splitAddr(to)
+		} else {
+			messagesRejected.WithLabelValues(reasonBadAddress).Inc()
+			return smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
+		}
+	}
+	local := false
+	if !strings.HasPrefix(domain, "[") { // address literals are never local
+		var err error
+		local, err = ss.s.be.HasDomain(ctx, domain)
+		if err != nil {
+			ss.log.Error("domain lookup failed", "domain", domain, "err", err)
+			messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+			return errTempLookup
+		}
+	}
+	if !local {
+		messagesRejected.WithLabelValues(reasonRelayDenied).Inc()
+		ss.log.Info("recipient rejected", "from", ss.from, "to", to, "status", "relay denied")
+		return smtpErr(554, smtp.EnhancedCode{5, 7, 1}, "<"+to+">: Relay access denied")
+	}
+	users, err := ss.s.be.ResolveLocal(ctx, to)
+	if errors.Is(err, store.ErrNotFound) {
+		messagesRejected.WithLabelValues(reasonUnknownUser).Inc()
+		ss.log.Info("recipient rejected", "from", ss.from, "to", to, "status", "user unknown")
+		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "<"+to+">: Recipient address rejected: User unknown")
+	}
+	if err != nil {
+		ss.log.Error("recipient lookup failed", "to", to, "err", err)
+		messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+		return errTempLookup
+	}
+	ss.rcpts = append(ss.rcpts, recipient{address: to, users: users})
+	return nil
+}
+
+// Data receives the message, stores it durably, then answers 250.
+func (ss *session) Data(r io.Reader) error {
+	start := time.Now()
+	if ss.s.cfg.DataTimeout > 0 {
+		// go-smtp sets a deadline per command line, not while reading data.
+		ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
+	}
+	bw, err := ss.s.be.NewBlob()
+	if err != nil {
+		ss.log.Error("cannot create message file", "err", err)
+		messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later")
+	}
+	qid := bw.QueueID()
+	now := time.Now()
+	tlsState, isTLS := ss.conn.TLSConnectionState()
+	if _, err := io.WriteString(bw, ss.receivedHeader(qid, now, tlsState, isTLS)); err != nil {
+		bw.Abort()
+		return ss.storageFailure(qid, err)
+	}
+	chk := &lineChecker{w: bw}
+	_, err = io.Copy(chk, r)
+	if err == nil {
+		err = chk.finish()
+	}
+	if err != nil {
+		bw.Abort()
+		var se *smtp.SMTPError
+		switch {
+		case errors.Is(err, errBareLineEnd):
+			messagesRejected.WithLabelValues(reasonBareLineEnd).Inc()
+			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "bare CR or LF")
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)")
+		case errors.Is(err, smtp.ErrDataTooLarge):
+			messagesRejected.WithLabelValues(reasonTooBig).Inc()
+			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "too big")
+			return smtp.ErrDataTooLarge
+		case errors.As(err, &se):
+			return se
+		default:
+			// The client went away or timed out mid-message: nothing is kept.
+			messagesRejected.WithLabelValues(reasonDataIncomplete).Inc()
+			ss.log.Info("message incomplete", "qid", qid, "from", ss.from, "err", err)
+			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message incomplete, not accepted")
+		}
+	}
+	d := &store.Delivery{
+		Blob:            bw,
+		From:            ss.from,
+		HeaderMessageID: headerMessageID(chk.header.Bytes()),
+		Received:        now,
+	}
+	seen := map[int64]bool{}
+	var delivered []string
+	for _, rc := range ss.rcpts {
+		for _, u := range rc.users {
+			if seen[u.ID] { // one copy per user, like Postfix's duplicate elimination
+				continue
+			}
+			seen[u.ID] = true
+			prefix := "Return-Path: <" + ss.from + ">\r\nDelivered-To: " + u.Address + "\r\n"
+			d.Recipients = append(d.Recipients, store.LocalRecipient{UserID: u.ID, Mailbox: "INBOX", Prefix: []byte(prefix)})
+			delivered = append(delivered, u.Address)
+			d.Events = append(d.Events, store.Event{Time: now, Kind: "delivered", Detail: fmt.Sprintf("to=<%s> orig_to=<%s> mailbox=INBOX", u.Address, rc.address)})
+		}
+	}
+	tlsInfo := "none"
+	if isTLS {
+		tlsInfo = tls.VersionName(tlsState.Version) + " " + tls.CipherSuiteName(tlsState.CipherSuite)
+	}
+	d.Events = append([]store.Event{{Time: now, Kind: "received", Detail: fmt.Sprintf("from=<%s> ip=%s helo=%s tls=%q size=%d nrcpt=%d msgid=<%s>",
+		ss.from, ss.ip, sanitize(ss.conn.Hostname()), tlsInfo, bw.Size(), len(ss.rcpts), d.HeaderMessageID)}}, d.Events...)
+	if err := ss.s.be.Deliver(context.Background(), d); err != nil {
+		return ss.storageFailure(qid, err)
+	}
+	messagesAccepted.Inc()
+	bytesReceived.Add(float64(bw.Size()))
+	ss.log.Info("message accepted", "qid", qid, "from", ss.from, "to", strings.Join(delivered, ","), "size", bw.Size(),
+		"msgid", d.HeaderMessageID, "tls", tlsInfo, "status", "delivered", "ms", time.Since(start).Milliseconds())
+	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+qid)
+}
+
+func (ss *session) storageFailure(qid string, err error) error {
+	ss.log.Error("message not stored", "qid", qid, "from", ss.from, "err", err)
+	messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+	return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later")
+}
+
+// receivedHeader is the trace header of RFC 5321 4.4, with the TLS details
+// Postfix also records.
+func (ss *session) receivedHeader(qid string, now time.Time, st tls.ConnectionState, isTLS bool) string {
+	proto := "ESMTP"
+	if isTLS {
+		proto = "ESMTPS"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s with %s id %s", sanitize(ss.conn.Hostname()), ss.ip, ss.s.cfg.Hostname, proto, qid)
+	if isTLS {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+	}
+	if len(ss.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(ss.rcpts[0].address))
+	}
+	fmt.Fprintf(&b, "; %s\r\n", now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// sanitize keeps a client-supplied token printable and short for headers and logs.
+func sanitize(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f || r == '(' || r == ')' || r == '<' || r == '>' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// headerMessageID extracts the Message-ID header from a header section.
+func headerMessageID(hdr []byte) string {
+	if len(hdr) == 0 {
+		return ""
+	}
+	if !bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {
+		hdr = append(append([]byte{}, hdr...), "\r\n\r\n"...)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(hdr))
+	if err != nil {
+		return ""
+	}
+	id := strings.TrimSpace(m.Header.Get("Message-Id"))
+	id = strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
+	return sanitize(id)
+}
