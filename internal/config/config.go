@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -121,6 +122,9 @@ func ParseSize(str string) (int64, error) {
 	n, err := strconv.ParseInt(t, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("not a size like \"50MiB\" or 1048576: %q", str)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size too large: %q", str)
 	}
 	return n * mult, nil
 }
@@ -244,9 +248,10 @@ func Parse(name string, data []byte) (*Config, error) {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			msg := strings.ReplaceAll(pe.Message, "\n", " ")
-			key := ""
-			if pe.LastKey != "" {
-				key = pe.LastKey
+			key := pe.LastKey
+			if m := dupKeyRe.FindStringSubmatch(msg); m != nil {
+				// "Key 'x' has already been defined." names the key twice.
+				key, msg = m[1], "duplicate key (already defined above)"
 			}
 			return nil, &Error{File: fmt.Sprintf("%s:%d", name, pe.Position.Line), Key: key, Msg: msg}
 		}
@@ -264,6 +269,8 @@ func Parse(name string, data []byte) (*Config, error) {
 
 var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 var incompatRe = regexp.MustCompile(`incompatible types: TOML value has type (\S+); destination has type (\S+)`)
+var mismatchRe = regexp.MustCompile(`type mismatch for \S+: expected (\S+) but found (\S+)`)
+var dupKeyRe = regexp.MustCompile(`^Key '([^']*)' has already been defined\.$`)
 
 // decodeError turns BurntSushi/toml's type errors into "file:line: key: problem".
 func decodeError(name string, err error) error {
@@ -278,10 +285,24 @@ func decodeError(name string, err error) error {
 		if want == "slice" {
 			want = "list"
 		}
-		got := strings.TrimSuffix(strings.TrimSuffix(im[1], "64"), "32")
-		msg = fmt.Sprintf("wrong type: got %s, want %s", got, want)
+		msg = fmt.Sprintf("wrong type: got %s, want %s", tomlTypeName(im[1]), want)
+	} else if mm := mismatchRe.FindStringSubmatch(msg); mm != nil {
+		// "type mismatch for config.Listen: expected table but found int64"
+		// names a Go type; say what the file should hold instead.
+		msg = fmt.Sprintf("wrong type: got %s, want %s", tomlTypeName(mm[2]), mm[1])
 	}
 	return &Error{File: name + ":" + m[1], Key: m[2], Msg: msg}
+}
+
+// tomlTypeName names the type of a decoded TOML value as the file shows it.
+func tomlTypeName(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "list"
+	case strings.HasPrefix(goType, "map["):
+		return "table"
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(goType, "64"), "32")
 }
 
 func oneLine(s string) string {
