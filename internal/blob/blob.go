@@ -1,5 +1,10 @@
 // Package blob keeps message contents as files on disk.
 //
+// A Writer keeps a message in memory while it is small (up to InlineMax
+// bytes): the store then saves it inside its index transaction, which costs
+// no file creation and no fsync of its own. Only a larger message spills to
+// a file, with the layout and guarantees below.
+//
 // On-disk layout, under the blob root:
 //
 //	incoming/<qid>      a message being received or just committed
@@ -79,10 +84,15 @@ func (d *Dir) shardPath(qid string) string {
 	return filepath.Join(d.root, qid[len(qid)-2:], qid)
 }
 
-// Writer writes one message's contents into incoming/.
+// InlineMax is the largest message a Writer keeps in memory for the index.
+const InlineMax = 128 << 10
+
+// Writer collects one message's contents: in memory up to InlineMax, in
+// incoming/<qid> beyond.
 type Writer struct {
 	dir  *Dir
 	qid  string
+	mem  []byte
 	f    *os.File
 	bw   *bufio.Writer
 	size int64
@@ -91,12 +101,25 @@ type Writer struct {
 
 // Create starts a new blob with a fresh queue ID.
 func (d *Dir) Create() (*Writer, error) {
-	qid := NewQueueID()
-	f, err := os.OpenFile(d.incomingPath(qid), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	return &Writer{dir: d, qid: NewQueueID()}, nil
+}
+
+// Inline returns the contents and true when the message stayed in memory.
+func (w *Writer) Inline() ([]byte, bool) {
+	return w.mem, w.f == nil
+}
+
+// spill moves the message to a file once it outgrows InlineMax.
+func (w *Writer) spill() error {
+	f, err := os.OpenFile(w.dir.incomingPath(w.qid), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("blob: %w", err)
+		return fmt.Errorf("blob: %w", err)
 	}
-	return &Writer{dir: d, qid: qid, f: f, bw: bufio.NewWriterSize(f, 64<<10)}, nil
+	w.f = f
+	w.bw = bufio.NewWriterSize(f, 64<<10)
+	_, err = w.bw.Write(w.mem)
+	w.mem = nil
+	return err
 }
 
 // QueueID returns the blob's queue ID.
@@ -107,18 +130,34 @@ func (w *Writer) Size() int64 { return w.size }
 
 // Write appends to the blob.
 func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("blob: write after finish")
+	}
+	if w.f == nil {
+		if len(w.mem)+len(p) <= InlineMax {
+			w.mem = append(w.mem, p...)
+			w.size += int64(len(p))
+			return len(p), nil
+		}
+		if err := w.spill(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := w.bw.Write(p)
 	w.size += int64(n)
 	return n, err
 }
 
 // Finish flushes and fsyncs the file and closes it; the blob stays in
-// incoming/ until Promote.
+// incoming/ until Promote. An inline message needs nothing.
 func (w *Writer) Finish() error {
 	if w.done {
 		return errors.New("blob: already finished")
 	}
 	w.done = true
+	if w.f == nil {
+		return nil
+	}
 	if err := w.bw.Flush(); err != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())
@@ -139,6 +178,10 @@ func (w *Writer) Finish() error {
 
 // Abort discards the blob.
 func (w *Writer) Abort() error {
+	if w.f == nil {
+		w.done, w.mem = true, nil
+		return nil
+	}
 	if !w.done {
 		w.done = true
 		w.f.Close()

@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 }
 
 func checkedMessage(seq int, rnd *rand.Rand) string {
-	body := make([]byte, 2000+rnd.Intn(30000))
+	n := 2000 + rnd.Intn(30000)
+	if seq%4 == 3 { // every fourth message is large enough to live in a file
+		n = 150<<10 + rnd.Intn(150<<10)
+	}
+	body := make([]byte, n)
 	for i := range body {
 		body[i] = 'a' + byte(rnd.Intn(26))
 		if i%70 == 69 {

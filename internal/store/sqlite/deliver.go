@@ -36,32 +36,40 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) error {
 	if d.Received.IsZero() {
 		d.Received = time.Now()
 	}
-	err := s.write(&writeReq{
-		syncIncoming: true,
-		fn:           func(w *wtx) error { return deliverTx(w, qid, bw.Size(), d) },
-		after: func() {
+	data, inline := bw.Inline()
+	req := &writeReq{
+		syncIncoming: !inline,
+		fn:           func(w *wtx) error { return deliverTx(w, qid, bw.Size(), data, inline, d) },
+	}
+	if !inline {
+		req.after = func() {
 			if err := s.blobs.Promote(qid); err != nil {
 				// Readers fall back to incoming/ and Recover retries at start.
 				slog.Warn("store: promoting message file", "qid", qid, "err", err)
 			}
-		},
-	})
-	if err != nil {
+		}
+	}
+	if err := s.write(req); err != nil {
 		bw.Abort()
 		return err
 	}
 	return nil
 }
 
-func deliverTx(w *wtx, qid string, size int64, d *store.Delivery) error {
-	res, err := w.Exec(`INSERT INTO messages(qid, size, received, mail_from, header_msgid, refs) VALUES (?, ?, ?, ?, ?, ?)`,
-		qid, size, unixMilli(d.Received), d.From, normalizeMsgID(d.HeaderMessageID), len(d.Recipients))
+func deliverTx(w *wtx, qid string, size int64, data []byte, inline bool, d *store.Delivery) error {
+	res, err := w.Exec(`INSERT INTO messages(qid, size, received, mail_from, header_msgid, inline, refs) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		qid, size, unixMilli(d.Received), d.From, normalizeMsgID(d.HeaderMessageID), inline, len(d.Recipients))
 	if err != nil {
 		return fmt.Errorf("store: insert message: %w", err)
 	}
 	msgID, err := res.LastInsertId()
 	if err != nil {
 		return err
+	}
+	if inline {
+		if _, err := w.Exec(`INSERT INTO contents(message_id, data) VALUES (?, ?)`, msgID, data); err != nil {
+			return fmt.Errorf("store: insert contents: %w", err)
+		}
 	}
 	for _, r := range d.Recipients {
 		name := r.Mailbox

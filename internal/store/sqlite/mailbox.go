@@ -82,14 +82,19 @@ func (r *entryReader) Close() error { return r.c.Close() }
 // OpenEntry returns the message as its mailbox holds it: the recipient's
 // prefix, then the stored message.
 func (s *Store) OpenEntry(ctx context.Context, mailboxID int64, uid uint32) (io.ReadCloser, error) {
-	var prefix []byte
+	var prefix, data []byte
 	var qid string
-	err := s.rdb.QueryRowContext(ctx, `SELECT e.prefix, m.qid FROM entries e JOIN messages m ON m.id = e.message_id WHERE e.mailbox_id = ? AND e.uid = ?`, mailboxID, uid).Scan(&prefix, &qid)
+	var inline bool
+	err := s.rdb.QueryRowContext(ctx, `SELECT e.prefix, m.qid, m.inline, c.data FROM entries e JOIN messages m ON m.id = e.message_id
+		LEFT JOIN contents c ON c.message_id = m.id WHERE e.mailbox_id = ? AND e.uid = ?`, mailboxID, uid).Scan(&prefix, &qid, &inline, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", uid, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if inline {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(prefix), bytes.NewReader(data))), nil
 	}
 	f, err := s.blobs.Open(qid)
 	if err != nil {
@@ -205,7 +210,7 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (ui
 // collectOrphans deletes messages no entry references and returns their
 // queue IDs, whose files are removed after the commit.
 func collectOrphans(w *wtx) ([]string, error) {
-	rows, err := w.Query(`SELECT qid FROM messages WHERE refs <= 0`)
+	rows, err := w.Query(`SELECT qid FROM messages WHERE refs <= 0 AND inline = 0`)
 	if err != nil {
 		return nil, err
 	}
@@ -222,10 +227,8 @@ func collectOrphans(w *wtx) ([]string, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(qids) > 0 {
-		if _, err := w.Exec(`DELETE FROM messages WHERE refs <= 0`); err != nil {
-			return nil, err
-		}
+	if _, err := w.Exec(`DELETE FROM messages WHERE refs <= 0`); err != nil {
+		return nil, err
 	}
 	return qids, nil
 }

@@ -47,7 +47,12 @@ CREATE TABLE IF NOT EXISTS messages (
 	received     INTEGER NOT NULL,
 	mail_from    TEXT NOT NULL,
 	header_msgid TEXT NOT NULL DEFAULT '',
+	inline       INTEGER NOT NULL DEFAULT 0,
 	refs         INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contents (
+	message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	data       BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_header_msgid ON messages(header_msgid);
 CREATE TABLE IF NOT EXISTS entries (

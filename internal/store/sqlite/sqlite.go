@@ -3,16 +3,20 @@
 //
 // On-disk layout, under the data directory:
 //
-//	index.db, index.db-wal    the SQLite index (WAL mode, synchronous=FULL)
-//	blobs/incoming/<qid>      messages being received or just committed
-//	blobs/<xx>/<qid>          committed messages, one file per message
+//	index.db, index.db-wal    the SQLite index (WAL mode, synchronous=FULL);
+//	                          messages up to blob.InlineMax (128 KiB) are kept
+//	                          in its contents table, stored once per message
+//	blobs/incoming/<qid>      larger messages being received or just committed
+//	blobs/<xx>/<qid>          larger committed messages, one file per message
 //
 // Writes go through one writer goroutine that owns a single connection
-// (group commit): sessions write and fsync their message files in parallel,
-// then hand the writer a function to run; the writer gathers whatever has
-// queued up, fsyncs blobs/incoming once, runs every function inside one
-// transaction (each in its own savepoint, so one failure does not fail the
-// others), commits with one WAL fsync, and only then wakes the callers.
+// (group commit): sessions write and fsync their large message files in
+// parallel, then hand the writer a function to run; the writer gathers
+// whatever has queued up, fsyncs blobs/incoming once if any large message
+// is in the batch, runs every function inside one transaction (each in its
+// own savepoint, so one failure does not fail the others), commits with one
+// WAL fsync, and only then wakes the callers. A batch of small messages
+// thus costs one fsync in all.
 //
 // Crash guarantees: a Deliver that returned nil is in the committed index
 // and its file is durable; a Deliver that did not return is either wholly
@@ -108,7 +112,7 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	dsn := "file:" + (&url.URL{Path: filepath.ToSlash(filepath.Join(dir, "index.db"))}).EscapedPath() +
-		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(1)"
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(4000)"
 	wdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)

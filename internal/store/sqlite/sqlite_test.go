@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/postern-mail/postern/internal/blob"
 	"github.com/postern-mail/postern/internal/store"
 )
 
@@ -187,15 +188,36 @@ func TestAccounts(t *testing.T) {
 }
 
 func TestDeliverStoresOnceForManyRecipients(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+	}{{"inline", 1000}, {"file", 300 << 10}} {
+		t.Run(tc.name, func(t *testing.T) { testStoreOnce(t, tc.size) })
+	}
+}
+
+func countRows(t *testing.T, s *Store, table string) int {
+	var n int
+	if err := s.rdb.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func testStoreOnce(t *testing.T, size int) {
 	s, dir := openTest(t)
 	ctx := context.Background()
 	a, b := mustUser(t, s, "a@example.org"), mustUser(t, s, "b@example.org")
-	body := "Subject: hello\r\n\r\nbody\r\n"
+	body := "Subject: hello\r\n\r\n" + strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", size/38)
 	qid := deliver(t, s, body, a, b)
 
 	files, _ := filepath.Glob(filepath.Join(dir, "blobs", "*", "*"))
-	if len(files) != 1 || filepath.Base(files[0]) != qid {
-		t.Fatalf("want one message file %s, got %v", qid, files)
+	if size > blob.InlineMax {
+		if len(files) != 1 || filepath.Base(files[0]) != qid || countRows(t, s, "contents") != 0 {
+			t.Fatalf("want one message file %s and no inline contents, got %v", qid, files)
+		}
+	} else if len(files) != 0 || countRows(t, s, "contents") != 1 {
+		t.Fatalf("want the message inline once, got files %v and %d contents rows", files, countRows(t, s, "contents"))
 	}
 	for _, u := range []store.User{a, b} {
 		mb, err := s.MailboxByName(ctx, u.ID, "inbox")
@@ -211,7 +233,7 @@ func TestDeliverStoresOnceForManyRecipients(t *testing.T) {
 		}
 		want := "Delivered-To: " + u.Address + "\r\n" + body
 		if got := readEntry(t, s, mb.ID, es[0].UID); got != want {
-			t.Fatalf("entry contents %q, want %q", got, want)
+			t.Fatalf("entry contents differ (len %d, want %d)", len(got), len(want))
 		}
 		if es[0].Size != int64(len(want)) || mb.Size != int64(len(want)) {
 			t.Fatalf("size %d/%d, want %d", es[0].Size, mb.Size, len(want))
@@ -225,21 +247,21 @@ func TestDeliverStoresOnceForManyRecipients(t *testing.T) {
 		t.Fatalf("events by Message-ID: %v %v", evs2, err)
 	}
 
-	// Expunging from one mailbox keeps the file; from both, removes it.
+	// Expunging from one mailbox keeps the message; from both, removes it.
 	mbA, _ := s.MailboxByName(ctx, a.ID, "INBOX")
 	mbB, _ := s.MailboxByName(ctx, b.ID, "INBOX")
 	if _, err := s.Expunge(ctx, mbA.ID, []uint32{1}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readEntry(t, s, mbB.ID, 1); !strings.HasSuffix(got, body) {
-		t.Fatalf("b's copy damaged after a's expunge: %q", got)
+		t.Fatalf("b's copy damaged after a's expunge")
 	}
 	if _, err := s.Expunge(ctx, mbB.ID, []uint32{1}); err != nil {
 		t.Fatal(err)
 	}
 	files, _ = filepath.Glob(filepath.Join(dir, "blobs", "*", "*"))
-	if len(files) != 0 {
-		t.Fatalf("message file not removed after last expunge: %v", files)
+	if len(files) != 0 || countRows(t, s, "contents") != 0 || countRows(t, s, "messages") != 0 {
+		t.Fatalf("message not removed after last expunge: files %v", files)
 	}
 }
 
@@ -315,10 +337,11 @@ func TestRecoverRemovesUnacknowledgedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := mustUser(t, s, "a@example.org")
-	qid := deliver(t, s, "Subject: ok\r\n\r\n", u)
+	big := "Subject: ok\r\n\r\n" + strings.Repeat("x", blob.InlineMax) + "\r\n"
+	qid := deliver(t, s, big, u)
 	// A message written but never committed (the process died before the commit).
 	bw, _ := s.NewBlob()
-	io.WriteString(bw, "Subject: half")
+	io.WriteString(bw, big)
 	orphan := bw.QueueID()
 	// A committed message whose promotion did not happen yet.
 	s.Close()
