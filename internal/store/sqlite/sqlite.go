@@ -61,6 +61,10 @@ var (
 		Name: "postern_store_commits_total",
 		Help: "Index transactions committed (each one WAL fsync).",
 	})
+	_ = promauto.NewCounterFunc(prometheus.CounterOpts{
+		Name: "postern_store_fsyncs_total",
+		Help: "fsyncs issued for durability: message files, the incoming directory, and one WAL fsync per commit (checkpoints not counted).",
+	}, func() float64 { return float64(blob.Fsyncs.Load() + Commits.Load()) })
 )
 
 // Commits counts committed index transactions (one WAL fsync each).
