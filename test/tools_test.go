@@ -133,6 +133,7 @@ type rawResult struct {
 	Banner  []string   `json:"banner"`
 	Replies [][]string `json:"replies"`
 	Closed  bool       `json:"closed"`
+	Timeout bool       `json:"timeout"` // no reply within 5 s
 }
 
 type rawStep struct {
