@@ -153,7 +153,7 @@ func defaultLimits() Limits {
 		MaxRecipients:       100,
 		MaxConnections:      1000,
 		MaxConnectionsPerIP: 20,
-		MaxLineLength:       2000,
+		MaxLineLength:       64 << 10,
 		CommandTimeout:      Duration{5 * time.Minute},
 		DataTimeout:         Duration{10 * time.Minute},
 		ShutdownGrace:       Duration{5 * time.Second},

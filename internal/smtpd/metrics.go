@@ -35,6 +35,7 @@ const (
 	reasonTooBig         = "too_big"
 	reasonTooManyRcpts   = "too_many_recipients"
 	reasonBareLineEnd    = "bare_line_end"
+	reasonLineTooLong    = "line_too_long"
 	reasonBadAddress     = "bad_address"
 	reasonTempFailure    = "temporary_failure"
 	reasonTooManyConns   = "too_many_connections"
@@ -43,7 +44,7 @@ const (
 )
 
 func init() {
-	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd,
+	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonLineTooLong,
 		reasonBadAddress, reasonTempFailure, reasonTooManyConns, reasonTooManyPerIP, reasonDataIncomplete} {
 		messagesRejected.WithLabelValues(r)
 	}

@@ -150,6 +150,11 @@ func (ss *session) Data(r io.Reader) error {
 			messagesRejected.WithLabelValues(reasonBareLineEnd).Inc()
 			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "bare CR or LF")
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)")
+		case errors.Is(err, smtp.ErrTooLongLine):
+			// go-smtp closes the connection after this reply.
+			messagesRejected.WithLabelValues(reasonLineTooLong).Inc()
+			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "line too long")
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, fmt.Sprintf("Message has a line longer than %d bytes", ss.s.cfg.MaxLineLength))
 		case errors.Is(err, smtp.ErrDataTooLarge):
 			messagesRejected.WithLabelValues(reasonTooBig).Inc()
 			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "too big")
