@@ -1,9 +1,12 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +81,28 @@ type limitedConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+	noRead  atomic.Bool
+}
+
+// Read reads from the connection until stopReading.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.noRead.Load() {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(p)
+}
+
+// stopReading makes every later read of the client's connection (c or the
+// TLS connection over it) report EOF: the reply already queued is still
+// written, then go-smtp sees EOF and closes the connection, and nothing the
+// client sends afterwards is read as a command.
+func stopReading(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitedConn); ok {
+		lc.noRead.Store(true)
+	}
 }
 
 func (c *limitedConn) Close() error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -165,6 +166,13 @@ func (ss *session) Data(r io.Reader) error {
 			// The client went away or timed out mid-message: nothing is kept.
 			messagesRejected.WithLabelValues(reasonDataIncomplete).Inc()
 			ss.log.Info("message incomplete", "qid", qid, "from", ss.from, "err", err)
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				// The rest of the message may still arrive; read as
+				// commands, it could inject a transaction. Close instead
+				// (RFC 5321 4.5.3.2.5: the server may abort on timeout).
+				stopReading(ss.conn.Conn())
+				return smtpErr(421, smtp.EnhancedCode{4, 4, 2}, ss.s.cfg.Hostname+" Timeout reading message data, closing connection")
+			}
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message incomplete, not accepted")
 		}
 	}
