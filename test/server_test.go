@@ -57,7 +57,7 @@ func newServer(t *testing.T, limits string) *server {
 		}
 		if t.Failed() {
 			for i, l := range append(s.logs, s.stderr.String()) {
-				t.Logf("postern log (run %d):\n%s", i+1, l)
+				t.Logf("postern log (run %d):\n%s", i+1, tail(l, 60))
 			}
 		}
 	})
@@ -310,4 +310,13 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 		close(w.ready)
 	}
 	return n, err
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("[%d earlier lines left out]\n", len(lines)-n) + strings.Join(lines[len(lines)-n:], "")
 }

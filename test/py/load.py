@@ -53,7 +53,7 @@ def worker(w, a, deadline, counts):
             for _ in range(a.per_connection):
                 if i >= a.max_per_worker or time.monotonic() >= deadline:
                     break
-                mid = "w%02d-m%04d" % (w, i)
+                mid = "%s-w%02d-m%04d" % (a.prefix, w, i)
                 rcpts = targets[(w + i) % len(targets)].split(",")
                 nlines = 5 + (w * 31 + i * 17) % 200
                 i += 1
@@ -85,6 +85,7 @@ def worker(w, a, deadline, counts):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--prefix", default="r1", help="prefix of message ids, one per run")
     p.add_argument("--workers", type=int, default=12)
     p.add_argument("--per-connection", type=int, default=4)
     p.add_argument("--max-per-worker", type=int, default=2000)
