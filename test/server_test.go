@@ -122,16 +122,15 @@ func (s *server) running() bool {
 }
 
 // start runs `postern serve` and waits for "postern ready" on stdout. If
-// the ports were taken meanwhile on a first start, it picks new ones.
+// a port was taken meanwhile (by another process), it picks new ones.
 func (s *server) start() {
 	s.t.Helper()
-	first := s.cmd == nil
 	for attempt := 1; ; attempt++ {
 		err := s.tryStart()
 		if err == nil {
 			return
 		}
-		if first && attempt < 3 && strings.Contains(s.stderr.String(), "address already in use") {
+		if attempt < 3 && strings.Contains(s.stderr.String(), "address already in use") {
 			s.logs = append(s.logs, s.stderr.String())
 			s.pickPorts()
 			s.writeConfig()

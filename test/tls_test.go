@@ -113,3 +113,39 @@ func TestStartTLSSwaks(t *testing.T) {
 		t.Errorf("alice has %d messages after two sends, want 2", n)
 	}
 }
+
+// TestSTARTTLSCommandInjection pipelines a plaintext command after
+// STARTTLS in the same packet (CVE-2011-0411 style). The server must never
+// act on it, neither in plaintext nor inside TLS; DESIGN.md also says the
+// connection is then closed.
+func TestSTARTTLSCommandInjection(t *testing.T) {
+	python(t)
+	s := mxWithUsers(t, "", "alice")
+	s.start()
+	var r struct {
+		STARTTLS       []string   `json:"starttls"`
+		Closed         bool       `json:"closed"`
+		PlaintextAfter *string    `json:"plaintext_after"`
+		TLSReplies     [][]string `json:"tls_replies"`
+	}
+	runPython(t, &r, "", "starttls_inject.py", "--port", itoa(s.smtpPort))
+	if !strings.HasPrefix(last(r.STARTTLS), "220 ") {
+		t.Fatalf("STARTTLS got %q, want 220", r.STARTTLS)
+	}
+	if r.PlaintextAfter != nil {
+		t.Fatalf("the server answered the command pipelined after STARTTLS in plaintext: %q", *r.PlaintextAfter)
+	}
+	if r.Closed {
+		return
+	}
+	// Still open: whatever happens, the injected MAIL FROM must not have
+	// run inside TLS, so NOOP and QUIT get exactly their own two replies.
+	var got []string
+	for _, rep := range r.TLSReplies {
+		got = append(got, last(rep))
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "250 ") || !strings.HasPrefix(got[1], "221 ") {
+		t.Fatalf("inside TLS, NOOP and QUIT got replies %q, want [250 221]: the injected command was executed", got)
+	}
+	t.Errorf("plaintext pipelined after STARTTLS was discarded, but the connection was not closed (DESIGN.md: \"discarded and the connection closed\")")
+}

@@ -27,7 +27,11 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrInUse    = errors.New("still in use")
+	ErrBadName  = errors.New("bad mailbox name")
 )
+
+// HierarchyDelim separates the levels of mailbox names ("Archive/2026").
+const HierarchyDelim = '/'
 
 // Domain is a mail domain hosted here.
 type Domain struct {
@@ -109,6 +113,47 @@ type Entry struct {
 	Size         int64 // size as read: prefix plus stored message
 }
 
+// FlagOp says how UpdateFlags combines the given flags with the current ones.
+type FlagOp int
+
+// Flag operations (RFC 9051 6.4.6: FLAGS, +FLAGS, -FLAGS).
+const (
+	FlagsSet FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// FlagUpdate is a change of system flags and keywords.
+type FlagUpdate struct {
+	Op       FlagOp
+	Flags    Flags
+	Keywords []string
+	Origin   any // passed through to the published Change
+}
+
+// FlagResult is the state of one message after UpdateFlags changed it.
+type FlagResult struct {
+	UID      uint32
+	Flags    Flags
+	Keywords []string
+	ModSeq   uint64
+}
+
+// Append is a message added to a mailbox by a client (IMAP APPEND).
+type Append struct {
+	Blob         BlobWriter // finished contents from NewBlob
+	Flags        Flags
+	Keywords     []string
+	InternalDate time.Time // zero: now
+}
+
+// CopyResult maps source UIDs to the new UIDs in the target (RFC 4315 COPYUID).
+type CopyResult struct {
+	UIDValidity uint32
+	SourceUIDs  []uint32
+	DestUIDs    []uint32
+}
+
 // Event is one step in a message's journey (postern trace).
 type Event struct {
 	QueueID string
@@ -174,6 +219,42 @@ type Store interface {
 	SetFlags(ctx context.Context, mailboxID int64, uids []uint32, flags Flags) (modseq uint64, err error)
 	// Expunge removes the given UIDs and bumps the mailbox MODSEQ.
 	Expunge(ctx context.Context, mailboxID int64, uids []uint32) (modseq uint64, err error)
+
+	// CreateMailbox creates a mailbox (levels separated by HierarchyDelim)
+	// with an optional special use; ErrExists if it exists.
+	CreateMailbox(ctx context.Context, userID int64, name, specialUse string) (Mailbox, error)
+	// DeleteMailbox removes a mailbox and its messages (not its children
+	// nor its subscription); INBOX cannot be deleted.
+	DeleteMailbox(ctx context.Context, userID int64, name string) error
+	// RenameMailbox renames a mailbox and its children. Renaming INBOX moves
+	// its messages into a new mailbox and leaves INBOX empty (RFC 9051 6.3.6).
+	RenameMailbox(ctx context.Context, userID int64, oldName, newName string) error
+	// SetSubscribed adds or removes a name from the user's subscriptions;
+	// the mailbox need not exist.
+	SetSubscribed(ctx context.Context, userID int64, name string, subscribed bool) error
+	// Subscriptions lists subscribed names, including those of deleted mailboxes.
+	Subscriptions(ctx context.Context, userID int64) ([]string, error)
+	// MailboxKeywords lists every keyword ever set in the mailbox.
+	MailboxKeywords(ctx context.Context, mailboxID int64) ([]string, error)
+
+	// UIDs lists a mailbox's UIDs in ascending order.
+	UIDs(ctx context.Context, mailboxID int64) ([]uint32, error)
+	// EntriesByUID returns the entries (with keywords) among uids, by UID.
+	EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32) ([]Entry, error)
+	// UpdateFlags changes flags and keywords of the given UIDs; every
+	// changed message and the mailbox get a new MODSEQ. It returns the
+	// messages that changed.
+	UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32, u FlagUpdate) ([]FlagResult, error)
+	// AppendMessage stores a message into a mailbox durably (like Deliver)
+	// and returns its UID and the mailbox's UIDVALIDITY.
+	AppendMessage(ctx context.Context, mailboxID int64, a *Append) (uid, uidValidity uint32, err error)
+	// CopyMessages files the given messages into another mailbox with new
+	// UIDs; the contents are shared, not copied.
+	CopyMessages(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
+	// MoveMessages is CopyMessages and Expunge of the sources in one commit.
+	MoveMessages(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
+	// Changes is where committed changes to mailboxes are published.
+	Changes() *Broadcaster
 
 	// NewBlob starts a message's contents.
 	NewBlob() (BlobWriter, error)

@@ -118,6 +118,9 @@ func (s *Store) AddUser(ctx context.Context, address, passwordHash string) (stor
 			if err := createMailbox(w, u.ID, mb.Name, mb.SpecialUse); err != nil {
 				return err
 			}
+			if _, err := w.Exec(`INSERT OR IGNORE INTO subscriptions(user_id, name) VALUES (?, ?)`, u.ID, mb.Name); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

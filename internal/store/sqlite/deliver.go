@@ -37,17 +37,24 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) error {
 		d.Received = time.Now()
 	}
 	data, inline := bw.Inline()
+	var changes []store.Change
 	req := &writeReq{
 		syncIncoming: !inline,
-		fn:           func(w *wtx) error { return deliverTx(w, qid, bw.Size(), data, inline, d) },
-	}
-	if !inline {
-		req.after = func() {
-			if err := s.blobs.Promote(qid); err != nil {
-				// Readers fall back to incoming/ and Recover retries at start.
-				slog.Warn("store: promoting message file", "qid", qid, "err", err)
+		fn: func(w *wtx) error {
+			var err error
+			changes, err = deliverTx(w, qid, bw.Size(), data, inline, d)
+			return err
+		},
+		after: func() {
+			if !inline {
+				if err := s.blobs.Promote(qid); err != nil {
+					// Readers fall back to incoming/ and Recover retries at start.
+					slog.Warn("store: promoting message file", "qid", qid, "err", err)
+				}
 			}
-		}
+			// IMAP sessions learn of the new message (EXISTS) from here.
+			s.changes.Publish(changes...)
+		},
 	}
 	if err := s.write(req); err != nil {
 		bw.Abort()
@@ -56,55 +63,38 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) error {
 	return nil
 }
 
-func deliverTx(w *wtx, qid string, size int64, data []byte, inline bool, d *store.Delivery) error {
-	res, err := w.Exec(`INSERT INTO messages(qid, size, received, mail_from, header_msgid, inline, refs) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		qid, size, unixMilli(d.Received), d.From, normalizeMsgID(d.HeaderMessageID), inline, len(d.Recipients))
+// deliverTx records the message once and files an entry per recipient; it
+// returns the changes to publish after the commit.
+func deliverTx(w *wtx, qid string, size int64, data []byte, inline bool, d *store.Delivery) ([]store.Change, error) {
+	msgID, err := insertMessage(w, qid, size, data, inline, d.From, d.HeaderMessageID, d.Received, len(d.Recipients))
 	if err != nil {
-		return fmt.Errorf("store: insert message: %w", err)
+		return nil, err
 	}
-	msgID, err := res.LastInsertId()
-	if err != nil {
-		return err
-	}
-	if inline {
-		if _, err := w.Exec(`INSERT INTO contents(message_id, data) VALUES (?, ?)`, msgID, data); err != nil {
-			return fmt.Errorf("store: insert contents: %w", err)
-		}
-	}
+	var changes []store.Change
 	for _, r := range d.Recipients {
 		name := r.Mailbox
 		if name == "" || strings.EqualFold(name, "INBOX") {
 			name = "INBOX"
 		}
 		var mbID int64
-		var uid uint32
-		var modseq uint64
-		if err := w.QueryRow(`SELECT id, uidnext, highest_modseq + 1 FROM mailboxes WHERE user_id = ? AND name = ?`, r.UserID, name).Scan(&mbID, &uid, &modseq); err != nil {
-			return fmt.Errorf("store: mailbox %s of user %d: %w", name, r.UserID, err)
+		if err := w.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, r.UserID, name).Scan(&mbID); err != nil {
+			return nil, fmt.Errorf("store: mailbox %s of user %d: %w", name, r.UserID, err)
 		}
-		entrySize := size + int64(len(r.Prefix))
-		if _, err := w.Exec(`INSERT INTO entries(mailbox_id, uid, message_id, flags, modseq, internal_date, prefix, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			mbID, uid, msgID, r.Flags, modseq, unixMilli(d.Received), r.Prefix, entrySize); err != nil {
-			return fmt.Errorf("store: insert entry: %w", err)
+		uid, modseq, _, err := addEntry(w, mbID, msgID, r.Flags, nil, d.Received, r.Prefix, size+int64(len(r.Prefix)))
+		if err != nil {
+			return nil, err
 		}
-		unseen := 1
-		if r.Flags&store.FlagSeen != 0 {
-			unseen = 0
-		}
-		if _, err := w.Exec(`UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = ?, messages = messages + 1, unseen = unseen + ?, size = size + ? WHERE id = ?`,
-			modseq, unseen, entrySize, mbID); err != nil {
-			return err
-		}
+		changes = append(changes, store.Change{Kind: store.ChangeNew, MailboxID: mbID, UID: uid, ModSeq: modseq, Flags: r.Flags})
 	}
 	for _, e := range d.Events {
 		if e.Time.IsZero() {
 			e.Time = time.Now()
 		}
 		if _, err := w.Exec(`INSERT INTO events(qid, time, kind, detail) VALUES (?, ?, ?, ?)`, qid, unixMilli(e.Time), e.Kind, e.Detail); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return changes, nil
 }
 
 func normalizeMsgID(s string) string {

@@ -13,7 +13,7 @@ import (
 	"github.com/postern-mail/postern/internal/store"
 )
 
-const mailboxCols = `id, user_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq, messages, unseen, size`
+const mailboxCols = `id, user_id, name, special_use, EXISTS(SELECT 1 FROM subscriptions s WHERE s.user_id = mailboxes.user_id AND s.name = mailboxes.name), uidvalidity, uidnext, highest_modseq, messages, unseen, size`
 
 func scanMailbox(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
 	var m store.Mailbox
@@ -51,25 +51,9 @@ func (s *Store) MailboxByName(ctx context.Context, userID int64, name string) (s
 	return m, err
 }
 
-// Entries lists a mailbox's messages by UID.
+// Entries lists a mailbox's messages by UID, with their keywords.
 func (s *Store) Entries(ctx context.Context, mailboxID int64) ([]store.Entry, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT e.uid, e.message_id, m.qid, m.mail_from, e.flags, e.modseq, e.internal_date, e.size
-		FROM entries e JOIN messages m ON m.id = e.message_id WHERE e.mailbox_id = ? ORDER BY e.uid`, mailboxID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Entry
-	for rows.Next() {
-		e := store.Entry{MailboxID: mailboxID}
-		var date int64
-		if err := rows.Scan(&e.UID, &e.MessageID, &e.QueueID, &e.From, &e.Flags, &e.ModSeq, &date, &e.Size); err != nil {
-			return nil, err
-		}
-		e.InternalDate = fromMilli(date)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.entriesRange(ctx, mailboxID, 0, 0xffffffff)
 }
 
 type entryReader struct {
@@ -103,107 +87,53 @@ func (s *Store) OpenEntry(ctx context.Context, mailboxID int64, uid uint32) (io.
 	return &entryReader{Reader: io.MultiReader(bytes.NewReader(prefix), f), c: f}, nil
 }
 
-// SetFlags replaces the system flags of the given UIDs; each changed entry
-// and the mailbox get a new MODSEQ (RFC 7162 3.1).
+// SetFlags replaces the system flags of the given UIDs (and clears their
+// keywords); each changed entry and the mailbox get a new MODSEQ (RFC 7162
+// 3.1). It returns the mailbox's MODSEQ after the change.
 func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids []uint32, flags store.Flags) (uint64, error) {
-	var modseq uint64
-	err := s.exec(func(w *wtx) error {
-		if err := w.QueryRow(`SELECT highest_modseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNotFound)
-			}
-			return err
-		}
-		changed := 0
-		for _, uid := range uids {
-			var old store.Flags
-			if err := w.QueryRow(`SELECT flags FROM entries WHERE mailbox_id = ? AND uid = ?`, mailboxID, uid).Scan(&old); errors.Is(err, sql.ErrNoRows) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			if old == flags {
-				continue
-			}
-			if _, err := w.Exec(`UPDATE entries SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`, flags, modseq, mailboxID, uid); err != nil {
-				return err
-			}
-			delta := 0
-			if old&store.FlagSeen == 0 && flags&store.FlagSeen != 0 {
-				delta = -1
-			} else if old&store.FlagSeen != 0 && flags&store.FlagSeen == 0 {
-				delta = 1
-			}
-			if delta != 0 {
-				if _, err := w.Exec(`UPDATE mailboxes SET unseen = unseen + ? WHERE id = ?`, delta, mailboxID); err != nil {
-					return err
-				}
-			}
-			changed++
-		}
-		if changed == 0 {
-			modseq--
-			return nil
-		}
-		_, err := w.Exec(`UPDATE mailboxes SET highest_modseq = ? WHERE id = ?`, modseq, mailboxID)
-		return err
-	})
-	return modseq, err
+	res, err := s.UpdateFlags(ctx, mailboxID, uids, store.FlagUpdate{Op: store.FlagsSet, Flags: flags})
+	if err != nil {
+		return 0, err
+	}
+	if len(res) > 0 {
+		return res[0].ModSeq, nil
+	}
+	mb, err := s.mailboxByID(ctx, mailboxID)
+	return mb.HighestModSeq, err
+}
+
+func (s *Store) mailboxByID(ctx context.Context, id int64) (store.Mailbox, error) {
+	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, fmt.Errorf("mailbox %d: %w", id, store.ErrNotFound)
+	}
+	return m, err
 }
 
 // Expunge removes the given UIDs, remembers them with the new MODSEQ (for
-// QRESYNC's VANISHED) and frees message files no longer referenced.
+// QRESYNC's VANISHED), frees message files no longer referenced and
+// publishes the expunges.
 func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (uint64, error) {
 	var modseq uint64
 	var orphans []string
+	var removed []uint32
 	err := s.write(&writeReq{fn: func(w *wtx) error {
 		orphans = orphans[:0]
-		if err := w.QueryRow(`SELECT highest_modseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNotFound)
-			}
-			return err
-		}
-		removed := 0
-		for _, uid := range uids {
-			var msgID, size int64
-			var flags store.Flags
-			if err := w.QueryRow(`SELECT message_id, flags, size FROM entries WHERE mailbox_id = ? AND uid = ?`, mailboxID, uid).Scan(&msgID, &flags, &size); errors.Is(err, sql.ErrNoRows) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			unseen := 0
-			if flags&store.FlagSeen == 0 {
-				unseen = 1
-			}
-			for _, q := range []struct {
-				sql  string
-				args []any
-			}{
-				{`DELETE FROM entries WHERE mailbox_id = ? AND uid = ?`, []any{mailboxID, uid}},
-				{`DELETE FROM keywords WHERE mailbox_id = ? AND uid = ?`, []any{mailboxID, uid}},
-				{`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`, []any{mailboxID, uid, modseq}},
-				{`UPDATE mailboxes SET messages = messages - 1, unseen = unseen - ?, size = size - ? WHERE id = ?`, []any{unseen, size, mailboxID}},
-				{`UPDATE messages SET refs = refs - 1 WHERE id = ?`, []any{msgID}},
-			} {
-				if _, err := w.Exec(q.sql, q.args...); err != nil {
-					return err
-				}
-			}
-			removed++
-		}
-		if removed == 0 {
-			modseq--
-			return nil
-		}
-		if _, err := w.Exec(`UPDATE mailboxes SET highest_modseq = ? WHERE id = ?`, modseq, mailboxID); err != nil {
-			return err
-		}
 		var err error
+		removed, modseq, err = expungeEntries(w, mailboxID, uids)
+		if err != nil || len(removed) == 0 {
+			return err
+		}
 		orphans, err = collectOrphans(w)
 		return err
-	}, after: func() { s.removeBlobs(orphans) }})
+	}, after: func() {
+		s.removeBlobs(orphans)
+		changes := make([]store.Change, len(removed))
+		for i, uid := range removed {
+			changes[i] = store.Change{Kind: store.ChangeExpunge, MailboxID: mailboxID, UID: uid, ModSeq: modseq}
+		}
+		s.changes.Publish(changes...)
+	}})
 	return modseq, err
 }
 

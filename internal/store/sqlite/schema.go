@@ -1,6 +1,8 @@
 package sqlite
 
 // schema is the version-1 index. Addresses and domains are stored in lower case.
+// The mailboxes.subscribed column is unused since the subscriptions table
+// exists; it is kept so that older data directories open unchanged.
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -87,5 +89,22 @@ CREATE TABLE IF NOT EXISTS events (
 	detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_qid ON events(qid);
+CREATE TABLE IF NOT EXISTS subscriptions (
+	user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name    TEXT NOT NULL,
+	PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox_keywords (
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	keyword    TEXT NOT NULL,
+	PRIMARY KEY (mailbox_id, keyword)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_orphans ON messages(refs) WHERE refs <= 0;
+-- Subscriptions used to be a mailboxes column; the table keeps names of
+-- deleted mailboxes too (RFC 9051 6.3.7). Copy them over once.
+INSERT OR IGNORE INTO subscriptions(user_id, name)
+	SELECT user_id, name FROM mailboxes
+	WHERE subscribed = 1 AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'subscriptions_table');
+INSERT OR IGNORE INTO meta(key, value) VALUES ('subscriptions_table', '1');
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');
 `

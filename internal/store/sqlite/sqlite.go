@@ -91,6 +91,8 @@ type Store struct {
 	blobs *blob.Dir
 	stmts map[string]*sql.Stmt // writer-goroutine only
 
+	changes *store.Broadcaster // committed mailbox changes, published by the writer
+
 	reqs      chan *writeReq
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -102,7 +104,7 @@ var _ store.Store = (*Store)(nil)
 type writeReq struct {
 	fn           func(w *wtx) error
 	syncIncoming bool
-	after        func() // run by the writer after a successful commit
+	after        func() // run by the writer after a successful commit, in commit order
 	done         chan error
 }
 
@@ -146,6 +148,7 @@ func Open(dir string) (*Store, error) {
 	s := &Store{
 		dir: dir, rdb: rdb, wdb: wdb, wconn: wconn, blobs: blobs,
 		stmts:   map[string]*sql.Stmt{},
+		changes: store.NewBroadcaster(),
 		reqs:    make(chan *writeReq, maxBatch),
 		closing: make(chan struct{}),
 	}

@@ -1,0 +1,491 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/postern-mail/postern/internal/blob"
+	"github.com/postern-mail/postern/internal/store"
+)
+
+// insertMessage records stored contents once; refs counts the entries that
+// will point at it.
+func insertMessage(w *wtx, qid string, size int64, data []byte, inline bool, from, headerMsgID string, received time.Time, refs int) (int64, error) {
+	res, err := w.Exec(`INSERT INTO messages(qid, size, received, mail_from, header_msgid, inline, refs) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		qid, size, unixMilli(received), from, normalizeMsgID(headerMsgID), inline, refs)
+	if err != nil {
+		return 0, fmt.Errorf("store: insert message: %w", err)
+	}
+	msgID, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	if inline {
+		if _, err := w.Exec(`INSERT INTO contents(message_id, data) VALUES (?, ?)`, msgID, data); err != nil {
+			return 0, fmt.Errorf("store: insert contents: %w", err)
+		}
+	}
+	return msgID, nil
+}
+
+// addEntry files a stored message into a mailbox under its next UID, with a
+// new MODSEQ, and keeps the mailbox counts. It returns the UID, the MODSEQ
+// and the keywords as stored (spelled as the mailbox first saw them).
+func addEntry(w *wtx, mbID, msgID int64, flags store.Flags, keywords []string, date time.Time, prefix []byte, size int64) (uint32, uint64, []string, error) {
+	var uid uint32
+	var modseq uint64
+	if err := w.QueryRow(`SELECT uidnext, highest_modseq + 1 FROM mailboxes WHERE id = ?`, mbID).Scan(&uid, &modseq); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, nil, fmt.Errorf("mailbox %d: %w", mbID, store.ErrNotFound)
+		}
+		return 0, 0, nil, err
+	}
+	if prefix == nil {
+		prefix = []byte{}
+	}
+	if _, err := w.Exec(`INSERT INTO entries(mailbox_id, uid, message_id, flags, modseq, internal_date, prefix, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		mbID, uid, msgID, flags, modseq, unixMilli(date), prefix, size); err != nil {
+		return 0, 0, nil, fmt.Errorf("store: insert entry: %w", err)
+	}
+	kws, err := canonKeywords(w, mbID, keywords, true)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if err := setEntryKeywords(w, mbID, uid, kws); err != nil {
+		return 0, 0, nil, err
+	}
+	unseen := 1
+	if flags&store.FlagSeen != 0 {
+		unseen = 0
+	}
+	if _, err := w.Exec(`UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = ?, messages = messages + 1, unseen = unseen + ?, size = size + ? WHERE id = ?`,
+		modseq, unseen, size, mbID); err != nil {
+		return 0, 0, nil, err
+	}
+	return uid, modseq, kws, nil
+}
+
+// canonKeywords removes duplicates (keywords compare case-insensitively,
+// RFC 9051 2.3.2) and spells each as the mailbox first saw it; with
+// remember, new ones are added to the mailbox's keyword list.
+func canonKeywords(w *wtx, mbID int64, keywords []string, remember bool) ([]string, error) {
+	var out []string
+	for _, k := range keywords {
+		if k == "" || slices.ContainsFunc(out, func(o string) bool { return strings.EqualFold(o, k) }) {
+			continue
+		}
+		var known string
+		err := w.QueryRow(`SELECT keyword FROM mailbox_keywords WHERE mailbox_id = ? AND keyword = ? COLLATE NOCASE`, mbID, k).Scan(&known)
+		switch {
+		case err == nil:
+			k = known
+		case errors.Is(err, sql.ErrNoRows):
+			if remember {
+				if _, err := w.Exec(`INSERT INTO mailbox_keywords(mailbox_id, keyword) VALUES (?, ?)`, mbID, k); err != nil {
+					return nil, err
+				}
+			}
+		default:
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func setEntryKeywords(w *wtx, mbID int64, uid uint32, kws []string) error {
+	if _, err := w.Exec(`DELETE FROM keywords WHERE mailbox_id = ? AND uid = ?`, mbID, uid); err != nil {
+		return err
+	}
+	for _, k := range kws {
+		if _, err := w.Exec(`INSERT INTO keywords(mailbox_id, uid, keyword) VALUES (?, ?, ?)`, mbID, uid, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func entryKeywords(w *wtx, mbID int64, uid uint32) ([]string, error) {
+	rows, err := w.Query(`SELECT keyword FROM keywords WHERE mailbox_id = ? AND uid = ? ORDER BY keyword`, mbID, uid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// UIDs lists a mailbox's UIDs in ascending order.
+func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT uid FROM entries WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []uint32
+	for rows.Next() {
+		var u uint32
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// EntriesByUID returns the entries among uids (in any order), by UID, with
+// their keywords. It reads contiguous runs of UIDs with one range query
+// each, or one query over the whole span when the set is fragmented.
+func (s *Store) EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32) ([]store.Entry, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	sorted := slices.Clone(uids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	type run struct{ lo, hi uint32 }
+	var runs []run
+	for _, u := range sorted {
+		if n := len(runs); n > 0 && runs[n-1].hi+1 == u {
+			runs[n-1].hi = u
+		} else {
+			runs = append(runs, run{u, u})
+		}
+	}
+	filter := false
+	if len(runs) > 16 {
+		runs = []run{{sorted[0], sorted[len(sorted)-1]}}
+		filter = true
+	}
+	var out []store.Entry
+	for _, r := range runs {
+		es, err := s.entriesRange(ctx, mailboxID, r.lo, r.hi)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			if filter {
+				if _, ok := slices.BinarySearch(sorted, e.UID); !ok {
+					continue
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// entriesRange reads the entries with lo <= uid <= hi, with keywords.
+func (s *Store) entriesRange(ctx context.Context, mailboxID int64, lo, hi uint32) ([]store.Entry, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT e.uid, e.message_id, m.qid, m.mail_from, e.flags, e.modseq, e.internal_date, e.size
+		FROM entries e JOIN messages m ON m.id = e.message_id WHERE e.mailbox_id = ? AND e.uid BETWEEN ? AND ? ORDER BY e.uid`, mailboxID, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Entry
+	for rows.Next() {
+		e := store.Entry{MailboxID: mailboxID}
+		var date int64
+		if err := rows.Scan(&e.UID, &e.MessageID, &e.QueueID, &e.From, &e.Flags, &e.ModSeq, &date, &e.Size); err != nil {
+			return nil, err
+		}
+		e.InternalDate = fromMilli(date)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	krows, err := s.rdb.QueryContext(ctx, `SELECT uid, keyword FROM keywords WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid, keyword`, mailboxID, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer krows.Close()
+	i := 0
+	for krows.Next() {
+		var uid uint32
+		var k string
+		if err := krows.Scan(&uid, &k); err != nil {
+			return nil, err
+		}
+		for i < len(out) && out[i].UID < uid {
+			i++
+		}
+		if i < len(out) && out[i].UID == uid {
+			out[i].Keywords = append(out[i].Keywords, k)
+		}
+	}
+	return out, krows.Err()
+}
+
+// UpdateFlags applies a flag change to the given UIDs. Messages whose flags
+// and keywords end up unchanged keep their MODSEQ; the others and the
+// mailbox get one new MODSEQ (RFC 7162 3.1). Changes are published after
+// the commit.
+func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32, u store.FlagUpdate) ([]store.FlagResult, error) {
+	var results []store.FlagResult
+	err := s.write(&writeReq{fn: func(w *wtx) error {
+		results = results[:0]
+		var modseq uint64
+		if err := w.QueryRow(`SELECT highest_modseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNotFound)
+			}
+			return err
+		}
+		kws, err := canonKeywords(w, mailboxID, u.Keywords, u.Op != store.FlagsRemove && len(uids) > 0)
+		if err != nil {
+			return err
+		}
+		unseenDelta := 0
+		for _, uid := range uids {
+			var old store.Flags
+			if err := w.QueryRow(`SELECT flags FROM entries WHERE mailbox_id = ? AND uid = ?`, mailboxID, uid).Scan(&old); errors.Is(err, sql.ErrNoRows) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			oldKws, err := entryKeywords(w, mailboxID, uid)
+			if err != nil {
+				return err
+			}
+			flags, newKws := applyFlags(u.Op, old, oldKws, u.Flags, kws)
+			kwChanged := !slices.Equal(oldKws, newKws)
+			if flags == old && !kwChanged {
+				continue
+			}
+			if _, err := w.Exec(`UPDATE entries SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`, flags, modseq, mailboxID, uid); err != nil {
+				return err
+			}
+			if kwChanged {
+				if err := setEntryKeywords(w, mailboxID, uid, newKws); err != nil {
+					return err
+				}
+			}
+			if old&store.FlagSeen == 0 && flags&store.FlagSeen != 0 {
+				unseenDelta--
+			} else if old&store.FlagSeen != 0 && flags&store.FlagSeen == 0 {
+				unseenDelta++
+			}
+			results = append(results, store.FlagResult{UID: uid, Flags: flags, Keywords: newKws, ModSeq: modseq})
+		}
+		if len(results) == 0 {
+			return nil
+		}
+		_, err = w.Exec(`UPDATE mailboxes SET highest_modseq = ?, unseen = unseen + ? WHERE id = ?`, modseq, unseenDelta, mailboxID)
+		return err
+	}, after: func() {
+		changes := make([]store.Change, len(results))
+		for i, r := range results {
+			changes[i] = store.Change{Kind: store.ChangeFlags, MailboxID: mailboxID, UID: r.UID, ModSeq: r.ModSeq, Flags: r.Flags, Keywords: r.Keywords, Origin: u.Origin}
+		}
+		s.changes.Publish(changes...)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// applyFlags computes flags and keywords after op; keywords stay sorted.
+func applyFlags(op store.FlagOp, old store.Flags, oldKws []string, flags store.Flags, kws []string) (store.Flags, []string) {
+	has := func(list []string, k string) bool {
+		return slices.ContainsFunc(list, func(o string) bool { return strings.EqualFold(o, k) })
+	}
+	switch op {
+	case store.FlagsAdd:
+		out := slices.Clone(oldKws)
+		for _, k := range kws {
+			if !has(out, k) {
+				out = append(out, k)
+			}
+		}
+		slices.Sort(out)
+		return old | flags, out
+	case store.FlagsRemove:
+		var out []string
+		for _, k := range oldKws {
+			if !has(kws, k) {
+				out = append(out, k)
+			}
+		}
+		return old &^ flags, out
+	default:
+		return flags, slices.Clone(kws)
+	}
+}
+
+// AppendMessage stores a client's message (IMAP APPEND) with the same
+// durability as Deliver: the file is synced, then the index commits.
+func (s *Store) AppendMessage(ctx context.Context, mailboxID int64, a *store.Append) (uint32, uint32, error) {
+	bw, ok := a.Blob.(*blob.Writer)
+	if !ok {
+		return 0, 0, errors.New("store: AppendMessage needs a blob from NewBlob")
+	}
+	if err := bw.Finish(); err != nil {
+		return 0, 0, err
+	}
+	qid := bw.QueueID()
+	date := a.InternalDate
+	if date.IsZero() {
+		date = time.Now()
+	}
+	data, inline := bw.Inline()
+	var uid, uv uint32
+	var ch store.Change
+	req := &writeReq{syncIncoming: !inline, fn: func(w *wtx) error {
+		if err := w.QueryRow(`SELECT uidvalidity FROM mailboxes WHERE id = ?`, mailboxID).Scan(&uv); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		msgID, err := insertMessage(w, qid, bw.Size(), data, inline, "", "", time.Now(), 1)
+		if err != nil {
+			return err
+		}
+		var modseq uint64
+		var kws []string
+		uid, modseq, kws, err = addEntry(w, mailboxID, msgID, a.Flags, a.Keywords, date, nil, bw.Size())
+		ch = store.Change{Kind: store.ChangeNew, MailboxID: mailboxID, UID: uid, ModSeq: modseq, Flags: a.Flags, Keywords: kws}
+		return err
+	}, after: func() {
+		if !inline {
+			if err := s.blobs.Promote(qid); err != nil {
+				slog.Warn("store: promoting message file", "qid", qid, "err", err)
+			}
+		}
+		s.changes.Publish(ch)
+	}}
+	if err := s.write(req); err != nil {
+		bw.Abort()
+		return 0, 0, err
+	}
+	return uid, uv, nil
+}
+
+// CopyMessages files the messages into dst under new UIDs, sharing their
+// contents (the stored message's reference count goes up).
+func (s *Store) CopyMessages(ctx context.Context, src int64, uids []uint32, dst int64) (store.CopyResult, error) {
+	return s.copyMessages(src, uids, dst, false)
+}
+
+// MoveMessages copies and expunges in one commit (RFC 6851).
+func (s *Store) MoveMessages(ctx context.Context, src int64, uids []uint32, dst int64) (store.CopyResult, error) {
+	return s.copyMessages(src, uids, dst, true)
+}
+
+func (s *Store) copyMessages(src int64, uids []uint32, dst int64, move bool) (store.CopyResult, error) {
+	var res store.CopyResult
+	var changes []store.Change
+	sorted := slices.Clone(uids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	err := s.write(&writeReq{fn: func(w *wtx) error {
+		res, changes = store.CopyResult{}, changes[:0]
+		if err := w.QueryRow(`SELECT uidvalidity FROM mailboxes WHERE id = ?`, dst).Scan(&res.UIDValidity); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %d: %w", dst, store.ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		for _, uid := range sorted {
+			var msgID, size, date int64
+			var flags store.Flags
+			var prefix []byte
+			if err := w.QueryRow(`SELECT message_id, flags, internal_date, prefix, size FROM entries WHERE mailbox_id = ? AND uid = ?`, src, uid).
+				Scan(&msgID, &flags, &date, &prefix, &size); errors.Is(err, sql.ErrNoRows) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			kws, err := entryKeywords(w, src, uid)
+			if err != nil {
+				return err
+			}
+			newUID, modseq, kws, err := addEntry(w, dst, msgID, flags, kws, fromMilli(date), prefix, size)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Exec(`UPDATE messages SET refs = refs + 1 WHERE id = ?`, msgID); err != nil {
+				return err
+			}
+			res.SourceUIDs = append(res.SourceUIDs, uid)
+			res.DestUIDs = append(res.DestUIDs, newUID)
+			changes = append(changes, store.Change{Kind: store.ChangeNew, MailboxID: dst, UID: newUID, ModSeq: modseq, Flags: flags, Keywords: kws})
+		}
+		if !move || len(res.SourceUIDs) == 0 {
+			return nil
+		}
+		removed, modseq, err := expungeEntries(w, src, res.SourceUIDs)
+		if err != nil {
+			return err
+		}
+		for _, uid := range removed {
+			changes = append(changes, store.Change{Kind: store.ChangeExpunge, MailboxID: src, UID: uid, ModSeq: modseq})
+		}
+		return nil
+	}, after: func() { s.changes.Publish(changes...) }})
+	return res, err
+}
+
+// expungeEntries removes entries, records them as expunged with one new
+// MODSEQ and drops the message references; the caller collects orphans.
+func expungeEntries(w *wtx, mailboxID int64, uids []uint32) ([]uint32, uint64, error) {
+	var modseq uint64
+	if err := w.QueryRow(`SELECT highest_modseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, 0, fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNotFound)
+		}
+		return nil, 0, err
+	}
+	var removed []uint32
+	for _, uid := range uids {
+		var msgID, size int64
+		var flags store.Flags
+		if err := w.QueryRow(`SELECT message_id, flags, size FROM entries WHERE mailbox_id = ? AND uid = ?`, mailboxID, uid).Scan(&msgID, &flags, &size); errors.Is(err, sql.ErrNoRows) {
+			continue
+		} else if err != nil {
+			return nil, 0, err
+		}
+		unseen := 0
+		if flags&store.FlagSeen == 0 {
+			unseen = 1
+		}
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`DELETE FROM entries WHERE mailbox_id = ? AND uid = ?`, []any{mailboxID, uid}},
+			{`DELETE FROM keywords WHERE mailbox_id = ? AND uid = ?`, []any{mailboxID, uid}},
+			{`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`, []any{mailboxID, uid, modseq}},
+			{`UPDATE mailboxes SET messages = messages - 1, unseen = unseen - ?, size = size - ? WHERE id = ?`, []any{unseen, size, mailboxID}},
+			{`UPDATE messages SET refs = refs - 1 WHERE id = ?`, []any{msgID}},
+		} {
+			if _, err := w.Exec(q.sql, q.args...); err != nil {
+				return nil, 0, err
+			}
+		}
+		removed = append(removed, uid)
+	}
+	if len(removed) == 0 {
+		return nil, modseq - 1, nil
+	}
+	if _, err := w.Exec(`UPDATE mailboxes SET highest_modseq = ? WHERE id = ?`, modseq, mailboxID); err != nil {
+		return nil, 0, err
+	}
+	return removed, modseq, nil
+}
