@@ -1,8 +1,12 @@
-// Package e2e holds Postern's end-to-end tests: each test builds nothing,
-// starts the postern binary built once in TestMain on free loopback ports
-// with its own data directory, and drives it with real external clients
-// (Python's smtplib and swaks), then checks what was stored with
-// `postern mailbox export`.
+// Package e2e holds Postern's end-to-end tests. TestMain builds the postern
+// binary once; each test then starts it on free loopback ports with its own
+// data directory, drives it with real external clients (Python's smtplib,
+// through the scripts in py/, and swaks), checks what was stored with
+// `postern mailbox export`, and stops it with SIGTERM, expecting status 0.
+//
+// Run with `go test ./test/...`. A missing python3 or swaks skips the tests
+// that need it, unless the environment variable CI is set (CI=true), in
+// which case they fail.
 package e2e
 
 import (
