@@ -70,6 +70,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default: development defaults, data in ./postern-data)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCmd(), a.domainCmd(), a.userCmd(), a.aliasCmd(), a.mailboxCmd(), a.traceCmd(), a.versionCmd())
+	root.AddCommand(a.auditCmd())
 	return root
 }
 
