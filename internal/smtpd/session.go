@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -27,13 +28,18 @@ type recipient struct {
 }
 
 type session struct {
-	s       *Server
-	conn    *smtp.Conn
-	ip      string
+	s    *Server
+	conn *smtp.Conn
+	ip   string
+	log  *slog.Logger
+
+	// mu guards the envelope: with BDAT, go-smtp runs Data in a goroutine
+	// of its own, which an aborted transfer leaves running while the
+	// connection goes on to Reset and the next MAIL.
+	mu      sync.Mutex
 	from    string
 	hasMail bool
 	rcpts   []recipient
-	log     *slog.Logger
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -42,7 +48,9 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 }
 
 func (ss *session) Reset() {
+	ss.mu.Lock()
 	ss.from, ss.hasMail, ss.rcpts = "", false, nil
+	ss.mu.Unlock()
 }
 
 func (ss *session) Logout() error { return nil }
@@ -61,7 +69,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
 		}
 	}
+	ss.mu.Lock()
 	ss.from, ss.hasMail, ss.rcpts = from, true, nil
+	ss.mu.Unlock()
 	return nil
 }
 
@@ -114,13 +124,18 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		messagesRejected.WithLabelValues(reasonTempFailure).Inc()
 		return errTempLookup
 	}
+	ss.mu.Lock()
 	ss.rcpts = append(ss.rcpts, recipient{address: to, users: users})
+	ss.mu.Unlock()
 	return nil
 }
 
 // Data receives the message, stores it durably, then answers 250.
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
+	ss.mu.Lock()
+	from, rcpts := ss.from, ss.rcpts
+	ss.mu.Unlock()
 	if ss.s.cfg.DataTimeout > 0 {
 		// go-smtp sets a deadline per command line, not while reading data.
 		ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
@@ -134,9 +149,9 @@ func (ss *session) Data(r io.Reader) error {
 	qid := bw.QueueID()
 	now := time.Now()
 	tlsState, isTLS := ss.conn.TLSConnectionState()
-	if _, err := io.WriteString(bw, ss.receivedHeader(qid, now, tlsState, isTLS)); err != nil {
+	if _, err := io.WriteString(bw, ss.receivedHeader(qid, rcpts, now, tlsState, isTLS)); err != nil {
 		bw.Abort()
-		return ss.storageFailure(qid, err)
+		return ss.storageFailure(qid, from, err)
 	}
 	chk := &lineChecker{w: bw}
 	_, err = io.Copy(chk, r)
@@ -149,23 +164,23 @@ func (ss *session) Data(r io.Reader) error {
 		switch {
 		case errors.Is(err, errBareLineEnd):
 			messagesRejected.WithLabelValues(reasonBareLineEnd).Inc()
-			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "bare CR or LF")
+			ss.log.Info("message rejected", "qid", qid, "from", from, "status", "bare CR or LF")
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)")
 		case errors.Is(err, smtp.ErrTooLongLine):
 			// go-smtp closes the connection after this reply.
 			messagesRejected.WithLabelValues(reasonLineTooLong).Inc()
-			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "line too long")
+			ss.log.Info("message rejected", "qid", qid, "from", from, "status", "line too long")
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, fmt.Sprintf("Message has a line longer than %d bytes", ss.s.cfg.MaxLineLength))
 		case errors.Is(err, smtp.ErrDataTooLarge):
 			messagesRejected.WithLabelValues(reasonTooBig).Inc()
-			ss.log.Info("message rejected", "qid", qid, "from", ss.from, "status", "too big")
+			ss.log.Info("message rejected", "qid", qid, "from", from, "status", "too big")
 			return smtp.ErrDataTooLarge
 		case errors.As(err, &se):
 			return se
 		default:
 			// The client went away or timed out mid-message: nothing is kept.
 			messagesRejected.WithLabelValues(reasonDataIncomplete).Inc()
-			ss.log.Info("message incomplete", "qid", qid, "from", ss.from, "err", err)
+			ss.log.Info("message incomplete", "qid", qid, "from", from, "err", err)
 			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				// The rest of the message may still arrive; read as
 				// commands, it could inject a transaction. Close instead
@@ -178,19 +193,19 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	d := &store.Delivery{
 		Blob:            bw,
-		From:            ss.from,
+		From:            from,
 		HeaderMessageID: headerMessageID(chk.header.Bytes()),
 		Received:        now,
 	}
 	seen := map[int64]bool{}
 	var delivered []string
-	for _, rc := range ss.rcpts {
+	for _, rc := range rcpts {
 		for _, u := range rc.users {
 			if seen[u.ID] { // one copy per user, like Postfix's duplicate elimination
 				continue
 			}
 			seen[u.ID] = true
-			prefix := "Return-Path: <" + ss.from + ">\r\nDelivered-To: " + u.Address + "\r\n"
+			prefix := "Return-Path: <" + from + ">\r\nDelivered-To: " + u.Address + "\r\n"
 			d.Recipients = append(d.Recipients, store.LocalRecipient{UserID: u.ID, Mailbox: "INBOX", Prefix: []byte(prefix)})
 			delivered = append(delivered, u.Address)
 			d.Events = append(d.Events, store.Event{Time: now, Kind: "delivered", Detail: fmt.Sprintf("to=<%s> orig_to=<%s> mailbox=INBOX", u.Address, rc.address)})
@@ -201,26 +216,26 @@ func (ss *session) Data(r io.Reader) error {
 		tlsInfo = tls.VersionName(tlsState.Version) + " " + tls.CipherSuiteName(tlsState.CipherSuite)
 	}
 	d.Events = append([]store.Event{{Time: now, Kind: "received", Detail: fmt.Sprintf("from=<%s> ip=%s helo=%s tls=%q size=%d nrcpt=%d msgid=<%s>",
-		ss.from, ss.ip, sanitize(ss.conn.Hostname()), tlsInfo, bw.Size(), len(ss.rcpts), d.HeaderMessageID)}}, d.Events...)
+		from, ss.ip, sanitize(ss.conn.Hostname()), tlsInfo, bw.Size(), len(rcpts), d.HeaderMessageID)}}, d.Events...)
 	if err := ss.s.be.Deliver(context.Background(), d); err != nil {
-		return ss.storageFailure(qid, err)
+		return ss.storageFailure(qid, from, err)
 	}
 	messagesAccepted.Inc()
 	bytesReceived.Add(float64(bw.Size()))
-	ss.log.Info("message accepted", "qid", qid, "from", ss.from, "to", strings.Join(delivered, ","), "size", bw.Size(),
+	ss.log.Info("message accepted", "qid", qid, "from", from, "to", strings.Join(delivered, ","), "size", bw.Size(),
 		"msgid", d.HeaderMessageID, "tls", tlsInfo, "status", "delivered", "ms", time.Since(start).Milliseconds())
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+qid)
 }
 
-func (ss *session) storageFailure(qid string, err error) error {
-	ss.log.Error("message not stored", "qid", qid, "from", ss.from, "err", err)
+func (ss *session) storageFailure(qid, from string, err error) error {
+	ss.log.Error("message not stored", "qid", qid, "from", from, "err", err)
 	messagesRejected.WithLabelValues(reasonTempFailure).Inc()
 	return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later")
 }
 
 // receivedHeader is the trace header of RFC 5321 4.4, with the TLS details
 // Postfix also records.
-func (ss *session) receivedHeader(qid string, now time.Time, st tls.ConnectionState, isTLS bool) string {
+func (ss *session) receivedHeader(qid string, rcpts []recipient, now time.Time, st tls.ConnectionState, isTLS bool) string {
 	proto := "ESMTP"
 	if isTLS {
 		proto = "ESMTPS"
@@ -230,8 +245,8 @@ func (ss *session) receivedHeader(qid string, now time.Time, st tls.ConnectionSt
 	if isTLS {
 		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
-	if len(ss.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(ss.rcpts[0].address))
+	if len(rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(rcpts[0].address))
 	}
 	fmt.Fprintf(&b, "; %s\r\n", now.Format(time.RFC1123Z))
 	return b.String()
