@@ -260,6 +260,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, &Error{File: name, Key: und[0].String(), Msg: "unknown key"}
 	}
+	// A file that lowers max_connections below the default per-IP limit
+	// lowers that too, rather than failing on a key it never set.
+	if !md.IsDefined("limits", "max_connections_per_ip") && c.Limits.MaxConnectionsPerIP > c.Limits.MaxConnections {
+		c.Limits.MaxConnectionsPerIP = c.Limits.MaxConnections
+	}
 	if err := c.validate(); err != nil {
 		err.(*Error).File = name
 		return nil, err

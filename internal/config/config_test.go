@@ -257,3 +257,16 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestPerIPFollowsTotal checks that lowering max_connections below the
+// default per-IP limit lowers that limit too, and that an explicit per-IP
+// value above the total is still an error (testdata/limits_per_ip_above_total).
+func TestPerIPFollowsTotal(t *testing.T) {
+	c, err := Load("testdata/limits_connections_only.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.MaxConnections != 10 || c.Limits.MaxConnectionsPerIP != 10 {
+		t.Errorf("max_connections %d, max_connections_per_ip %d; want 10 and 10", c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP)
+	}
+}
