@@ -1,0 +1,383 @@
+package audit_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postern-mail/postern/internal/audit"
+)
+
+var wordlist = []string{"alice", "bob", "carol", "dave", "root", "admin", "# a comment", "", "alice"}
+
+// Postern's own MX: VRFY says nothing (252), EXPN is not implemented, RCPT
+// tells users apart, STARTTLS with its self-signed certificate, no relay.
+func TestPosternSMTP(t *testing.T) {
+	addr := startPostern(t)
+	o := fastOptions(addr)
+	o.Users, o.Domain = wordlist, "example.org"
+	r := runAudit(t, "smtp", o)
+
+	if r.Protocol != "smtp" || r.Target != addr || !strings.HasPrefix(r.Banner, "220 mx.example.org") {
+		t.Errorf("protocol %q target %q banner %q", r.Protocol, r.Target, r.Banner)
+	}
+	if r.VRFY != "non-committal" || r.EXPN != "disabled" {
+		t.Errorf("vrfy %q expn %q, want non-committal and disabled", r.VRFY, r.EXPN)
+	}
+	noFinding(t, r, "vrfy-enabled")
+	noFinding(t, r, "expn-enabled")
+	if !r.TLS.Offered || r.TLS.Version != "TLS1.3" || !r.TLS.SelfSigned || !strings.Contains(r.TLS.CertSubject, "mx.example.org") || r.TLS.Expires == "" {
+		t.Errorf("tls %+v", r.TLS)
+	}
+	wantFinding(t, r, "tls-cert-self-signed", audit.Low)
+	noFinding(t, r, "auth-before-tls")
+	noFinding(t, r, "starttls-injection")
+	noFinding(t, r, "starttls-missing")
+	u := r.Users
+	if u.Method != "rcpt" || u.Tried != 6 || !reflect.DeepEqual(u.Valid, []string{"alice@example.org", "bob@example.org"}) || u.CatchAll || !u.Complete {
+		t.Errorf("users %+v", u)
+	}
+	wantFinding(t, r, "users-enumerated", audit.Medium)
+	if r.Relay.Tested != 16 || r.Relay.Open || len(r.Relay.Accepted) != 0 {
+		t.Errorf("relay %+v", r.Relay)
+	}
+	noFinding(t, r, "open-relay")
+	if r.Worst() == audit.High {
+		t.Errorf("a high finding against Postern's defaults: %v", ids(r))
+	}
+}
+
+// The JSON document keeps DESIGN.md's field names.
+func TestJSONContract(t *testing.T) {
+	addr := startPostern(t)
+	o := fastOptions(addr)
+	o.Users, o.Domain = []string{"alice", "nobody"}, "example.org"
+	r := runAudit(t, "smtp", o)
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("not one JSON document: %v\n%s", err, buf.String())
+	}
+	for _, k := range []string{"target", "protocol", "banner", "software", "extensions", "tls", "users", "relay", "smuggling", "findings"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("missing top-level %q", k)
+		}
+	}
+	sub := map[string][]string{
+		"tls":       {"offered", "version", "cipher", "cert_subject", "self_signed", "expires"},
+		"users":     {"method", "tried", "valid", "catch_all", "throttled", "tarpit", "greylisted"},
+		"relay":     {"tested", "open", "accepted"},
+		"smuggling": {"tested", "accepted_sequences"},
+	}
+	for obj, keys := range sub {
+		m, _ := doc[obj].(map[string]any)
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				t.Errorf("missing %s.%s", obj, k)
+			}
+		}
+	}
+	fs, _ := doc["findings"].([]any)
+	if len(fs) == 0 {
+		t.Fatal("no findings")
+	}
+	for _, k := range []string{"id", "severity", "title", "evidence", "fix"} {
+		if _, ok := fs[0].(map[string]any)[k]; !ok {
+			t.Errorf("missing findings[0].%s", k)
+		}
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	for _, want := range []string{"postern audit smtp " + addr, "MEDIUM", "[users-enumerated]", "fix:", "alice@example.org"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+// A server that leaks users through VRFY and names its version: auto picks
+// VRFY and finds exactly the real users; AUTH PLAIN before TLS is high.
+func TestVRFYLeak(t *testing.T) {
+	users := map[string]bool{"alice@example.net": true, "bob@example.net": true}
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP Exim 4.96 Thu, 26 Nov 2026 10:00:00 +0000",
+		handle: smtpPeer{ehlo: []string{"PIPELINING", "VRFY", "AUTH PLAIN LOGIN"}, users: users,
+			vrfy: func(c *fakeConn, arg string, known bool) string {
+				if known || arg == "postmaster" {
+					return "250 2.1.5 <" + arg + ">"
+				}
+				return "550 5.1.1 <" + arg + ">: User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay = wordlist, "example.net", true
+	r := runAudit(t, "smtp", o)
+	if r.Software != "Exim" || r.Version != "4.96" {
+		t.Errorf("software %q %q", r.Software, r.Version)
+	}
+	wantFinding(t, r, "banner-version-leak", audit.Medium)
+	wantFinding(t, r, "auth-before-tls", audit.High)
+	wantFinding(t, r, "starttls-missing", audit.Medium)
+	wantFinding(t, r, "vrfy-enabled", audit.Medium)
+	if r.VRFY != "reveals users" {
+		t.Errorf("vrfy %q", r.VRFY)
+	}
+	u := r.Users
+	if u.Method != "vrfy" || !reflect.DeepEqual(u.Valid, []string{"alice@example.net", "bob@example.net"}) || u.Tried != 6 {
+		t.Errorf("users %+v", u)
+	}
+	// One connection for the audit, one for the baseline and the guesses.
+	if n := f.Conns(); n > 3 {
+		t.Errorf("%d connections; guesses should share one", n)
+	}
+	if !reflect.DeepEqual(r.AuthBeforeTLS, []string{"PLAIN", "LOGIN"}) {
+		t.Errorf("auth before TLS %v", r.AuthBeforeTLS)
+	}
+}
+
+// VRFY answers 252 for everything, as nmap misreads: never a user from it.
+func TestVRFY252NotAUser(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"alice@example.net": true}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.Method, o.NoRelay = wordlist, "example.net", "vrfy", true
+	r := runAudit(t, "smtp", o)
+	if r.Users.Method != "vrfy" || len(r.Users.Valid) != 0 || r.Users.Methods["vrfy"] != "non-committal" {
+		t.Errorf("users %+v", r.Users)
+	}
+	noFinding(t, r, "vrfy-enabled")
+	// auto falls back to RCPT, which does tell.
+	o.Method = "auto"
+	r = runAudit(t, "smtp", o)
+	if r.Users.Method != "rcpt" || !reflect.DeepEqual(r.Users.Valid, []string{"alice@example.net"}) {
+		t.Errorf("auto: users %+v", r.Users)
+	}
+}
+
+// A catch-all accepts every RCPT: no user is reported, catch_all is set.
+func TestCatchAll(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{rcpt: func(c *fakeConn, arg string, known bool) string {
+			if strings.HasSuffix(arg, "@example.net") {
+				return "250 2.1.5 Ok"
+			}
+			return "554 5.7.1 Relay access denied"
+		}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain = wordlist, "example.net"
+	r := runAudit(t, "smtp", o)
+	u := r.Users
+	if !u.CatchAll || len(u.Valid) != 0 || u.Method != "none" || u.Tried != 0 {
+		t.Errorf("users %+v", u)
+	}
+	wantFinding(t, r, "catch-all", audit.Info)
+	noFinding(t, r, "users-enumerated")
+	if r.Relay.Open {
+		t.Errorf("relay %+v", r.Relay)
+	}
+}
+
+// A tarpit answers slowly: flagged, and the answers are still right.
+func TestTarpit(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"bob@example.net": true},
+			rcpt: func(c *fakeConn, arg string, known bool) string {
+				if c.rcpts > 2 {
+					time.Sleep(120 * time.Millisecond)
+				}
+				if known {
+					return "250 2.1.5 Ok"
+				}
+				return "550 5.1.1 User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay, o.SlowReply = wordlist[:4], "example.net", true, 80*time.Millisecond
+	r := runAudit(t, "smtp", o)
+	u := r.Users
+	if !u.Tarpit || !reflect.DeepEqual(u.Valid, []string{"bob@example.net"}) {
+		t.Errorf("users %+v", u)
+	}
+	wantFinding(t, r, "enumeration-defended", audit.Info)
+	noFinding(t, r, "rcpt-enumeration-unlimited")
+}
+
+// A greylister answers 450 for real users: they are inconclusive, never
+// valid, and greylisting is reported.
+func TestGreylisting(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"alice@example.net": true},
+			rcpt: func(c *fakeConn, arg string, known bool) string {
+				if known {
+					return "450 4.2.0 <" + arg + ">: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/"
+				}
+				return "550 5.1.1 User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay = wordlist, "example.net", true
+	r := runAudit(t, "smtp", o)
+	u := r.Users
+	if !u.Greylisted || len(u.Valid) != 0 || !reflect.DeepEqual(u.Inconclusive, []string{"alice@example.net"}) {
+		t.Errorf("users %+v", u)
+	}
+	wantFinding(t, r, "enumeration-defended", audit.Info)
+}
+
+// A server that sends 421 and hangs up after three recipients: the audit
+// reconnects, reports throttling and still gets every answer.
+func TestThrottleReconnect(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"alice@example.net": true, "dave@example.net": true},
+			rcpt: func(c *fakeConn, arg string, known bool) string {
+				if c.rcpts > 3 {
+					return "421 4.7.0 mx.fake.test Too many errors, closing connection"
+				}
+				if known {
+					return "250 2.1.5 Ok"
+				}
+				return "550 5.1.1 User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay = wordlist, "example.net", true
+	o.MaxReconnects = 10
+	r := runAudit(t, "smtp", o)
+	u := r.Users
+	if !u.Throttled || u.Reconnects == 0 || !u.Complete || !reflect.DeepEqual(u.Valid, []string{"alice@example.net", "dave@example.net"}) {
+		t.Errorf("users %+v", u)
+	}
+	wantFinding(t, r, "enumeration-defended", audit.Info)
+}
+
+// Giving up after MaxReconnects leaves the rest inconclusive, not invalid.
+func TestThrottleGiveUp(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{rcpt: func(c *fakeConn, arg string, known bool) string {
+			if c.rcpts > 2 {
+				return "CLOSE"
+			}
+			return "550 5.1.1 User unknown"
+		}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay, o.MaxReconnects = wordlist, "example.net", true, 1
+	r := runAudit(t, "smtp", o)
+	u := r.Users
+	if !u.Throttled || u.Complete || len(u.Valid) != 0 || len(u.Inconclusive) == 0 {
+		t.Errorf("users %+v", u)
+	}
+}
+
+// Concurrency spreads guesses over connections; rate bounds them.
+func TestConcurrencyAndRate(t *testing.T) {
+	var names []string
+	for i := 0; i < 20; i++ {
+		names = append(names, "user"+string(rune('a'+i)))
+	}
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"userc@example.net": true, "users@example.net": true}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay, o.Concurrency = names, "example.net", true, 4
+	var calls atomic.Int64
+	o.Progress = func(done, total int) { calls.Add(1) }
+	r := runAudit(t, "smtp", o)
+	if !reflect.DeepEqual(r.Users.Valid, []string{"userc@example.net", "users@example.net"}) || r.Users.Tried != 20 {
+		t.Errorf("users %+v", r.Users)
+	}
+	if calls.Load() != 20 {
+		t.Errorf("progress called %d times", calls.Load())
+	}
+	if n := f.Conns(); n < 4 {
+		t.Errorf("%d connections with --concurrency 4", n)
+	}
+
+	o.Users, o.Concurrency, o.Rate, o.Progress = names[:6], 2, 20, nil
+	start := time.Now()
+	runAudit(t, "smtp", o)
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("6 guesses at 20/s took %s", d)
+	}
+}
+
+// An open relay accepts outside recipients: reported open (high), and with
+// RelayData the harmless test message goes to RelayTo only.
+func TestOpenRelay(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{rcpt: func(c *fakeConn, arg string, known bool) string {
+			return "250 2.1.5 Ok"
+		}}.handler()})
+	o := fastOptions(f.addr)
+	o.Domain, o.RelayTo = "example.net", "relay-check@example.com"
+	r := runAudit(t, "smtp", o)
+	if r.Relay.Tested != 16 || !r.Relay.Open || len(r.Relay.Accepted) != 16 || len(r.Relay.DataAccepted) != 0 {
+		t.Errorf("relay %+v", r.Relay)
+	}
+	wantFinding(t, r, "open-relay", audit.High)
+	if len(f.Messages()) != 0 {
+		t.Errorf("a message was sent without RelayData")
+	}
+	// Each of nmap's variants is there.
+	for _, want := range []string{
+		"MAIL FROM:<> -> RCPT TO:<relay-check@example.com>",
+		"MAIL FROM:<antispam@[127.0.0.1]> -> RCPT TO:<relay-check%example.com@[127.0.0.1]>",
+		`MAIL FROM:<antispam@[127.0.0.1]> -> RCPT TO:<"relay-check@example.com">`,
+		"MAIL FROM:<antispam@[127.0.0.1]> -> RCPT TO:<@[127.0.0.1]:relay-check@example.com>",
+		"MAIL FROM:<antispam@[127.0.0.1]> -> RCPT TO:<example.com!relay-check@example.net>",
+	} {
+		found := false
+		for _, a := range r.Relay.Accepted {
+			found = found || a == want
+		}
+		if !found {
+			t.Errorf("variant %q missing from %v", want, r.Relay.Accepted)
+		}
+	}
+
+	o.RelayData = true
+	r = runAudit(t, "smtp", o)
+	if len(r.Relay.DataAccepted) != 16 {
+		t.Errorf("relay with data %+v", r.Relay)
+	}
+	msgs := f.Messages()
+	if len(msgs) != 16 || !strings.Contains(msgs[0], "To: <relay-check@example.com>") || !strings.Contains(msgs[0], "harmless") {
+		t.Errorf("%d messages; first %q", len(msgs), msgs)
+	}
+	// A RelayData check needs an explicit recipient.
+	o.RelayTo = ""
+	if _, err := audit.Run(t.Context(), "smtp", o); err == nil {
+		t.Error("RelayData without RelayTo accepted")
+	}
+}
+
+// A server that answers pipelined clear text inside TLS is reported.
+func TestSTARTTLSInjection(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP", tls: fakeTLS(t), injectable: true,
+		starttlsVerb: "STARTTLS", starttlsReply: "220 2.0.0 Ready to start TLS",
+		handle: smtpPeer{ehlo: []string{"STARTTLS", "PIPELINING"}}.handler()})
+	o := fastOptions(f.addr)
+	o.NoRelay = true
+	r := runAudit(t, "smtp", o)
+	wantFinding(t, r, "starttls-injection", audit.High)
+	if r.TLS.Version == "" || !r.TLS.SelfSigned {
+		t.Errorf("tls %+v", r.TLS)
+	}
+}
+
+func TestUsageAndConnectionErrors(t *testing.T) {
+	for _, o := range []audit.Options{{Target: "nohostport"}, {Target: "127.0.0.1:25", Method: "finger"}} {
+		if _, err := audit.Run(t.Context(), "smtp", o); err == nil || !strings.Contains(err.Error(), "usage") {
+			t.Errorf("%+v: err %v", o, err)
+		}
+	}
+	if _, err := audit.Run(t.Context(), "nntp", audit.Options{Target: "127.0.0.1:25"}); err == nil {
+		t.Error("nntp accepted")
+	}
+	// A server that refuses the session.
+	f := startFake(t, &fakeServer{greeting: "554 5.3.2 go away", handle: smtpPeer{}.handler()})
+	r, err := audit.Run(t.Context(), "smtp", fastOptions(f.addr))
+	if err == nil || r == nil || r.Banner != "554 5.3.2 go away" {
+		t.Errorf("refused session: %v %+v", err, r)
+	}
+}
