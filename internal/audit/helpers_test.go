@@ -336,3 +336,28 @@ func (p smtpPeer) handler() func(c *fakeConn, line string) string {
 		return "502 5.5.2 Error: command not recognized"
 	}
 }
+
+// startTLSFake serves the fake f behind implicit TLS on another port and
+// returns that port's address.
+func startTLSFake(t *testing.T, f *fakeServer) string {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", fakeTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); f.serve(nc) }()
+		}
+	}()
+	return l.Addr().String()
+}

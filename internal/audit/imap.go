@@ -54,6 +54,30 @@ func (s *imapSession) readUntil(tag string) (imapResult, error) {
 	return res, fmt.Errorf("no completion for %s after %d lines", tag, maxReplyLines)
 }
 
+var hasVersion = regexp.MustCompile(`\d+\.\d+`)
+
+var idString = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"|NIL`)
+
+// idSummary turns an ID response's field list into "name version ..." so
+// that it can be fingerprinted (RFC 2971).
+func idSummary(list string) string {
+	m := idString.FindAllStringSubmatch(list, 60)
+	fields := map[string]string{}
+	for i := 0; i+1 < len(m); i += 2 {
+		fields[strings.ToLower(m[i][1])] = m[i+1][1]
+	}
+	var parts []string
+	for _, k := range []string{"name", "version", "vendor", "os", "os-version"} {
+		if v := fields[k]; v != "" {
+			parts = append(parts, v)
+		}
+	}
+	if len(parts) == 0 {
+		return list
+	}
+	return strings.Join(parts, " ")
+}
+
 var capCode = regexp.MustCompile(`(?i)\[CAPABILITY ([^\]]*)\]`)
 
 // imapCaps extracts capabilities from CAPABILITY responses or a greeting.
@@ -146,7 +170,7 @@ func auditIMAP(ctx context.Context, o *Options) (*Report, error) {
 			for _, l := range res.untagged {
 				if strings.HasPrefix(strings.ToUpper(l), "* ID ") {
 					r.Implementation = strings.TrimSpace(l[5:])
-					implementationLeak(r, "imap-id", "C: "+sent, "S: "+l)
+					implementationLeak(r, "imap-id", idSummary(r.Implementation), "C: "+sent, "S: "+l)
 				}
 			}
 		}
@@ -208,8 +232,8 @@ func tlsBroken(r *Report, sent, got string, err error) {
 
 // implementationLeak adds a finding when an ID or IMPLEMENTATION answer
 // names the software.
-func implementationLeak(r *Report, id string, ev ...string) {
-	name, version, explicit := fingerprint(r.Implementation)
+func implementationLeak(r *Report, id, summary string, ev ...string) {
+	name, version, explicit := fingerprint(summary)
 	if name == "" || !explicit {
 		if r.Implementation == "" || r.Implementation == "NIL" {
 			return
@@ -220,7 +244,7 @@ func implementationLeak(r *Report, id string, ev ...string) {
 	}
 	sev := Low
 	title := "The server describes its software when asked: " + r.Implementation
-	if version != "" || regexp.MustCompile(`\d+\.\d+`).MatchString(r.Implementation) {
+	if version != "" || hasVersion.MatchString(r.Implementation) {
 		sev = Medium
 	}
 	r.add(Finding{ID: id + "-leak", Severity: sev, Title: title, Evidence: ev,

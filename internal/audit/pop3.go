@@ -86,7 +86,7 @@ func auditPOP3(ctx context.Context, o *Options) (*Report, error) {
 	for _, l := range caps {
 		if f := strings.Fields(l); len(f) > 1 && strings.EqualFold(f[0], "IMPLEMENTATION") {
 			r.Implementation = strings.Join(f[1:], " ")
-			implementationLeak(r, "pop3-implementation", "C: CAPA", "S: "+l)
+			implementationLeak(r, "pop3-implementation", r.Implementation, "C: CAPA", "S: "+l)
 		}
 	}
 	mechs := pop3Auth(caps)
