@@ -82,6 +82,9 @@ type limitedConn struct {
 	once    sync.Once
 	release func()
 	noRead  atomic.Bool
+	// idle, while above zero, is an idle timeout in nanoseconds: each
+	// read first moves the read deadline that far ahead.
+	idle atomic.Int64
 }
 
 // Read reads from the connection until stopReading.
@@ -89,7 +92,20 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 	if c.noRead.Load() {
 		return 0, io.EOF
 	}
+	if d := c.idle.Load(); d > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
+	}
 	return c.Conn.Read(p)
+}
+
+// limitedConnOf returns the limitedConn under c, which may be the TLS
+// connection over it; nil if there is none.
+func limitedConnOf(c net.Conn) *limitedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, _ := c.(*limitedConn)
+	return lc
 }
 
 // stopReading makes every later read of the client's connection (c or the
@@ -97,10 +113,7 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 // written, then go-smtp sees EOF and closes the connection, and nothing the
 // client sends afterwards is read as a command.
 func stopReading(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if lc, ok := c.(*limitedConn); ok {
+	if lc := limitedConnOf(c); lc != nil {
 		lc.noRead.Store(true)
 	}
 }

@@ -136,9 +136,13 @@ func (ss *session) Data(r io.Reader) error {
 	ss.mu.Lock()
 	from, rcpts := ss.from, ss.rcpts
 	ss.mu.Unlock()
-	if ss.s.cfg.DataTimeout > 0 {
-		// go-smtp sets a deadline per command line, not while reading data.
-		ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
+	if lc := limitedConnOf(ss.conn.Conn()); lc != nil && ss.s.cfg.DataTimeout > 0 {
+		// go-smtp sets a deadline per command line, not while reading
+		// data. data_timeout bounds each wait for more data (like
+		// Postfix's smtpd_timeout), not the whole transfer, so a large
+		// message on a slow link is not cut off while it still flows.
+		lc.idle.Store(int64(ss.s.cfg.DataTimeout))
+		defer lc.idle.Store(0)
 	}
 	bw, err := ss.s.be.NewBlob()
 	if err != nil {
