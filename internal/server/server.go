@@ -18,6 +18,7 @@ import (
 
 	"github.com/postern-mail/postern/internal/auth"
 	"github.com/postern-mail/postern/internal/config"
+	"github.com/postern-mail/postern/internal/imapd"
 	"github.com/postern-mail/postern/internal/smtpd"
 	"github.com/postern-mail/postern/internal/store"
 	"github.com/postern-mail/postern/internal/store/sqlite"
@@ -94,6 +95,36 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}()
 	}
 
+	imapSrv := imapd.New(imapd.Config{
+		TLS:                 tlsConfig,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
+		FailedLoginDelay:    time.Second,
+		Logger:              log.With("svc", "imap"),
+	}, st)
+	for _, svc := range []struct {
+		name  string
+		addrs []string
+		serve func(net.Listener) error
+	}{{"imap", cfg.Listen.IMAP, imapSrv.Serve}, {"imaps", cfg.Listen.IMAPS, imapSrv.ServeTLS}} {
+		for _, addr := range svc.addrs {
+			l, err := listen(addr)
+			if err != nil {
+				return err
+			}
+			log.Info("listening", "svc", svc.name, "addr", l.Addr().String())
+			fmt.Fprintf(out, "%s listening on %s\n", svc.name, l.Addr())
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := svc.serve(l); err != nil {
+					errc <- fmt.Errorf("%s %s: %w", svc.name, l.Addr(), err)
+				}
+			}()
+		}
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +154,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	for svc, addrs := range map[string][]string{
 		"submission": cfg.Listen.Submission, "submissions": cfg.Listen.Submissions,
-		"imap": cfg.Listen.IMAP, "imaps": cfg.Listen.IMAPS, "pop3": cfg.Listen.POP3, "pop3s": cfg.Listen.POP3S,
+		"pop3": cfg.Listen.POP3, "pop3s": cfg.Listen.POP3S,
 	} {
 		if len(addrs) > 0 {
 			log.Warn("service not implemented in this version; not listening", "svc", svc, "addrs", addrs)
@@ -144,6 +175,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	smtpSrv.Shutdown(sctx)
 	httpSrv.Shutdown(sctx)
 	closeAll()
+	imapSrv.Close()
 	wg.Wait()
 	if err := st.Close(); err != nil && runErr == nil {
 		runErr = err

@@ -239,6 +239,8 @@ type Store interface {
 
 	// UIDs lists a mailbox's UIDs in ascending order.
 	UIDs(ctx context.Context, mailboxID int64) ([]uint32, error)
+	// FirstUnseen returns the lowest UID without \Seen, 0 if none.
+	FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error)
 	// EntriesByUID returns the entries (with keywords) among uids, by UID.
 	EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32) ([]Entry, error)
 	// UpdateFlags changes flags and keywords of the given UIDs; every

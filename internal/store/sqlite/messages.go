@@ -147,6 +147,13 @@ func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
 	return out, rows.Err()
 }
 
+// FirstUnseen returns the lowest UID without \Seen, 0 if every message is seen.
+func (s *Store) FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error) {
+	var uid sql.NullInt64
+	err := s.rdb.QueryRowContext(ctx, `SELECT min(uid) FROM entries WHERE mailbox_id = ? AND flags & ? = 0`, mailboxID, store.FlagSeen).Scan(&uid)
+	return uint32(uid.Int64), err
+}
+
 // EntriesByUID returns the entries among uids (in any order), by UID, with
 // their keywords. It reads contiguous runs of UIDs with one range query
 // each, or one query over the whole span when the set is fragmented.

@@ -1,0 +1,155 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/postern-mail/postern/internal/store"
+)
+
+// Fetch answers FETCH and UID FETCH (RFC 9051 6.4.5). Fetching a body
+// section without .PEEK sets \Seen (unless the mailbox is read-only), and
+// the new flags are returned with the data.
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sel := s.sel
+	_, isSeq := numSet.(imap.SeqSet)
+	refs, err := sel.resolve(numSet, isSeq)
+	if err != nil || len(refs) == 0 {
+		return err
+	}
+	entries, err := s.srv.backend.EntriesByUID(s.ctx(), sel.mb.ID, refUIDs(refs))
+	if err != nil {
+		return s.storeError("fetch", err)
+	}
+	byUID := make(map[uint32]*store.Entry, len(entries))
+	for i := range entries {
+		byUID[entries[i].UID] = &entries[i]
+	}
+
+	seenNow := map[uint32]bool{}
+	if !sel.readOnly && setsSeen(options) {
+		var unseen []uint32
+		for _, e := range entries {
+			if e.Flags&store.FlagSeen == 0 {
+				unseen = append(unseen, e.UID)
+			}
+		}
+		if len(unseen) > 0 {
+			res, err := s.srv.backend.UpdateFlags(s.ctx(), sel.mb.ID, unseen, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagSeen, Origin: s})
+			if err != nil {
+				return s.storeError("fetch: setting \\Seen", err)
+			}
+			for _, r := range res {
+				if e := byUID[r.UID]; e != nil {
+					e.Flags, e.Keywords = r.Flags, r.Keywords
+					seenNow[r.UID] = true
+				}
+			}
+		}
+	}
+
+	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	for _, r := range refs {
+		e := byUID[r.uid]
+		if e == nil {
+			continue // expunged by another session; its EXPUNGE comes later
+		}
+		var raw []byte
+		if needBody {
+			if raw, err = s.readMessage(sel.mb.ID, r.uid); err != nil {
+				return s.storeError("fetch: reading message", err)
+			}
+		}
+		if err := s.writeFetch(w.CreateMessage(r.seq), options, e, raw, seenNow[r.uid]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setsSeen(options *imap.FetchOptions) bool {
+	for _, bs := range options.BodySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	for _, bs := range options.BinarySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) readMessage(mailboxID int64, uid uint32) ([]byte, error) {
+	rc, err := s.srv.backend.OpenEntry(s.ctx(), mailboxID, uid)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// writeFetch writes one message's FETCH response; it always closes rw.
+func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.FetchOptions, e *store.Entry, raw []byte, flagsChanged bool) error {
+	if options.UID {
+		rw.WriteUID(imap.UID(e.UID))
+	}
+	if options.Flags || flagsChanged {
+		rw.WriteFlags(s.sel.imapFlags(e.UID, e.Flags, e.Keywords))
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(e.InternalDate)
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(e.Size)
+	}
+	if options.Envelope {
+		rw.WriteEnvelope(envelopeOf(raw))
+	}
+	if options.BodyStructure != nil {
+		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
+	}
+	for _, bs := range options.BodySection {
+		buf := imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), buf); err != nil {
+			rw.Close()
+			return err
+		}
+	}
+	for _, bs := range options.BinarySection {
+		buf := imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(buf))), buf); err != nil {
+			rw.Close()
+			return err
+		}
+	}
+	for _, bss := range options.BinarySectionSize {
+		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss))
+	}
+	return rw.Close()
+}
+
+func writeLiteral(wc io.WriteCloser, buf []byte) error {
+	_, werr := wc.Write(buf)
+	cerr := wc.Close()
+	if werr != nil {
+		return werr
+	}
+	return cerr
+}
+
+// envelopeOf parses the header of a message for ENVELOPE.
+func envelopeOf(raw []byte) *imap.Envelope {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		return &imap.Envelope{}
+	}
+	return imapserver.ExtractEnvelope(h)
+}

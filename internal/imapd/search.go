@@ -1,0 +1,379 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 bodies for SEARCH
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/postern-mail/postern/internal/store"
+)
+
+const flagRecent imap.Flag = `\Recent`
+
+// Search answers SEARCH and UID SEARCH with every RFC 9051 6.4.4 key, and
+// ESEARCH/SEARCHRES return options (RFC 4731, RFC 5182): go-imap encodes
+// the result; this saves it for "$".
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sel := s.sel
+	entries, err := s.srv.backend.EntriesByUID(s.ctx(), sel.mb.ID, sel.uids)
+	if err != nil {
+		return nil, s.storeError("search", err)
+	}
+	byUID := make(map[uint32]*store.Entry, len(entries))
+	for i := range entries {
+		byUID[entries[i].UID] = &entries[i]
+	}
+	var data imap.SearchData
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	var saved []uint32
+	for i, uid := range sel.uids {
+		e := byUID[uid]
+		if e == nil {
+			continue
+		}
+		m := &candidate{s: s, seq: uint32(i) + 1, e: e}
+		ok, err := sel.match(m, criteria)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		saved = append(saved, uid)
+		num := m.seq
+		if kind == imapserver.NumKindUID {
+			num = uid
+			uids.AddNum(imap.UID(uid))
+		} else {
+			seqs.AddNum(m.seq)
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	if options.ReturnSave {
+		sel.searchRes = saved
+	}
+	return &data, nil
+}
+
+// candidate is a message being matched; its contents are read only if a
+// key needs them.
+type candidate struct {
+	s      *session
+	seq    uint32
+	e      *store.Entry
+	raw    []byte
+	loaded bool
+	header *mail.Header
+}
+
+func (m *candidate) contents() ([]byte, error) {
+	if !m.loaded {
+		raw, err := m.s.readMessage(m.e.MailboxID, m.e.UID)
+		if err != nil {
+			return nil, m.s.storeError("search: reading message", err)
+		}
+		m.raw, m.loaded = raw, true
+	}
+	return m.raw, nil
+}
+
+func (m *candidate) hdr() (*mail.Header, error) {
+	if m.header == nil {
+		raw, err := m.contents()
+		if err != nil {
+			return nil, err
+		}
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil && h.Len() == 0 {
+			h = textproto.Header{}
+		}
+		m.header = &mail.Header{Header: gomessage.Header{Header: h}}
+	}
+	return m.header, nil
+}
+
+func (sel *selected) match(m *candidate, c *imap.SearchCriteria) (bool, error) {
+	n := uint32(len(sel.uids))
+	for _, set := range c.SeqNum {
+		if !containsSeq(set, m.seq, n) {
+			return false, nil
+		}
+	}
+	for _, set := range c.UID {
+		if imap.IsSearchRes(set) {
+			if !containsUID(sel.searchRes, m.e.UID) {
+				return false, nil
+			}
+			continue
+		}
+		var last uint32
+		if n > 0 {
+			last = sel.uids[n-1]
+		}
+		if !containsUIDSet(set, m.e.UID, last) {
+			return false, nil
+		}
+	}
+	if !matchDate(m.e.InternalDate, c.Since, c.Before) {
+		return false, nil
+	}
+	for _, f := range c.Flag {
+		if !sel.hasFlag(m.e, f) {
+			return false, nil
+		}
+	}
+	for _, f := range c.NotFlag {
+		if sel.hasFlag(m.e, f) {
+			return false, nil
+		}
+	}
+	if c.Larger != 0 && m.e.Size <= c.Larger {
+		return false, nil
+	}
+	if c.Smaller != 0 && m.e.Size >= c.Smaller {
+		return false, nil
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		h, err := m.hdr()
+		if err != nil {
+			return false, err
+		}
+		t, err := h.Date()
+		if err != nil || !matchDate(t, c.SentSince, c.SentBefore) {
+			return false, nil
+		}
+	}
+	for _, hf := range c.Header {
+		h, err := m.hdr()
+		if err != nil {
+			return false, err
+		}
+		if !matchHeader(h, hf.Key, hf.Value) {
+			return false, nil
+		}
+	}
+	for _, text := range c.Body {
+		raw, err := m.contents()
+		if err != nil {
+			return false, err
+		}
+		if !matchBody(raw, text, false) {
+			return false, nil
+		}
+	}
+	for _, text := range c.Text {
+		raw, err := m.contents()
+		if err != nil {
+			return false, err
+		}
+		if !matchBody(raw, text, true) {
+			return false, nil
+		}
+	}
+	for i := range c.Not {
+		ok, err := sel.match(m, &c.Not[i])
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	for i := range c.Or {
+		ok, err := sel.match(m, &c.Or[i][0])
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			if ok, err = sel.match(m, &c.Or[i][1]); err != nil || !ok {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+func containsSeq(set imap.SeqSet, seq, n uint32) bool {
+	for _, r := range set {
+		lo, hi := r.Start, r.Stop
+		if lo == 0 {
+			lo = n
+		}
+		if hi == 0 {
+			hi = n
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if seq >= lo && seq <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+func containsUIDSet(set imap.UIDSet, uid, last uint32) bool {
+	for _, r := range set {
+		lo, hi := uint32(r.Start), uint32(r.Stop)
+		if lo == 0 {
+			lo = last
+		}
+		if hi == 0 {
+			hi = last
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if uid >= lo && uid <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+func containsUID(list []uint32, uid uint32) bool {
+	for _, u := range list {
+		if u == uid {
+			return true
+		}
+	}
+	return false
+}
+
+func (sel *selected) hasFlag(e *store.Entry, f imap.Flag) bool {
+	switch strings.ToLower(string(f)) {
+	case `\seen`:
+		return e.Flags&store.FlagSeen != 0
+	case `\answered`:
+		return e.Flags&store.FlagAnswered != 0
+	case `\flagged`:
+		return e.Flags&store.FlagFlagged != 0
+	case `\deleted`:
+		return e.Flags&store.FlagDeleted != 0
+	case `\draft`:
+		return e.Flags&store.FlagDraft != 0
+	case `\recent`:
+		_, ok := sel.recent[e.UID]
+		return ok
+	}
+	for _, k := range e.Keywords {
+		if strings.EqualFold(k, string(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDate compares dates only, ignoring time and zone (RFC 9051 6.4.4).
+func matchDate(t, since, before time.Time) bool {
+	if since.IsZero() && before.IsZero() {
+		return true
+	}
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() && d.Before(since) {
+		return false
+	}
+	if !before.IsZero() && !d.Before(before) {
+		return false
+	}
+	return true
+}
+
+var addressFields = map[string]bool{"from": true, "to": true, "cc": true, "bcc": true, "sender": true, "reply-to": true}
+
+// matchHeader is a case-insensitive substring match on the decoded field;
+// address fields are matched on their parsed addresses, so that comments
+// and quoting do not count (as Dovecot does). An empty value matches any
+// message that has the field.
+func matchHeader(h *mail.Header, key, value string) bool {
+	key = strings.ToLower(key)
+	fields := h.FieldsByKey(key)
+	if value == "" {
+		return fields.Len() > 0
+	}
+	value = strings.ToLower(value)
+	for fields.Next() {
+		if addressFields[key] {
+			if addrs, err := mail.ParseAddressList(fields.Value()); err == nil {
+				for _, a := range addrs {
+					if strings.Contains(strings.ToLower(a.Name+" <"+a.Address+">"), value) {
+						return true
+					}
+				}
+				continue
+			}
+		}
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		if strings.Contains(strings.ToLower(v), value) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchBody looks for text in the decoded text parts (and, for TEXT, the
+// headers), case-insensitively.
+func matchBody(raw []byte, text string, withHeader bool) bool {
+	if text == "" {
+		return true
+	}
+	e, err := gomessage.Read(bytes.NewReader(raw))
+	if e == nil {
+		return bytes.Contains(bytes.ToLower(raw), bytes.ToLower([]byte(text)))
+	}
+	_ = err // unknown charsets or encodings: search what could be read
+	return matchEntity(e, strings.ToLower(text), withHeader)
+}
+
+func matchEntity(e *gomessage.Entity, text string, withHeader bool) bool {
+	if withHeader {
+		f := e.Header.Fields()
+		for f.Next() {
+			v, err := f.Text()
+			if err != nil {
+				v = f.Value()
+			}
+			if strings.Contains(strings.ToLower(f.Key()+": "+v), text) {
+				return true
+			}
+		}
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				return false
+			}
+			if matchEntity(p, text, withHeader) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(e.Body, 64<<20))
+	return strings.Contains(strings.ToLower(string(b)), text)
+}

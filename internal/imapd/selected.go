@@ -1,0 +1,352 @@
+package imapd
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/postern-mail/postern/internal/store"
+)
+
+// selected is a session's view of its selected mailbox. uids is what the
+// client believes the mailbox holds: sequence number i+1 is uids[i]. It
+// changes only when the session tells the client (EXISTS, EXPUNGE), so
+// sequence numbers stay consistent however other sessions change the
+// mailbox meanwhile (RFC 9051 7.5.1, 5.5).
+type selected struct {
+	s        *session
+	mb       store.Mailbox
+	readOnly bool
+	sub      *store.Subscription
+
+	uids      []uint32
+	recent    map[uint32]struct{} // \Recent to this session (RFC 3501 2.3.2)
+	keywords  []string            // keywords announced in FLAGS
+	queue     []store.Change      // taken from sub, not yet told (expunges held back)
+	searchRes []uint32            // SEARCH RETURN (SAVE) result (RFC 5182)
+}
+
+func (sel *selected) close() { sel.sub.Close() }
+
+// systemFlags are the flags every mailbox accepts.
+var systemFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+
+// Select opens a mailbox read-write or, for EXAMINE, read-only (RFC 9051 6.3.2, 6.3.3).
+func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	if s.sel != nil {
+		s.sel.close()
+		s.sel = nil
+	}
+	mb, err := s.srv.backend.MailboxByName(s.ctx(), s.user.ID, name)
+	if err != nil {
+		return nil, s.storeError("select", err)
+	}
+	// Subscribe before reading, so that no change falls between the two;
+	// changes already reflected in what is read are ignored when applied.
+	sub := s.srv.backend.Changes().Subscribe(mb.ID)
+	uids, err := s.srv.backend.UIDs(s.ctx(), mb.ID)
+	if err != nil {
+		sub.Close()
+		return nil, s.storeError("select", err)
+	}
+	kws, err := s.srv.backend.MailboxKeywords(s.ctx(), mb.ID)
+	if err != nil {
+		sub.Close()
+		return nil, s.storeError("select", err)
+	}
+	firstUnseen, err := s.srv.backend.FirstUnseen(s.ctx(), mb.ID)
+	if err != nil {
+		sub.Close()
+		return nil, s.storeError("select", err)
+	}
+	sel := &selected{s: s, mb: mb, readOnly: options.ReadOnly, sub: sub, uids: uids, keywords: kws, recent: map[uint32]struct{}{}}
+	if !sel.readOnly && len(uids) > 0 {
+		prev := s.srv.claimRecent(mb.ID, uids[len(uids)-1])
+		i, _ := slices.BinarySearch(uids, prev+1)
+		for _, u := range uids[i:] {
+			sel.recent[u] = struct{}{}
+		}
+	}
+	s.sel = sel
+	data := &imap.SelectData{
+		Flags:       sel.mailboxFlags(),
+		NumMessages: uint32(len(uids)),
+		NumRecent:   uint32(len(sel.recent)),
+		UIDNext:     imap.UID(mb.UIDNext),
+		UIDValidity: mb.UIDValidity,
+	}
+	if firstUnseen != 0 {
+		data.FirstUnseenSeqNum = sel.seqOf(firstUnseen)
+	}
+	if sel.readOnly {
+		data.PermanentFlags = []imap.Flag{}
+	} else {
+		data.PermanentFlags = append(sel.mailboxFlags(), imap.FlagWildcard)
+	}
+	return data, nil
+}
+
+// Unselect leaves the selected state (UNSELECT, CLOSE after its expunge).
+func (s *session) Unselect() error {
+	if s.sel != nil {
+		s.sel.close()
+		s.sel = nil
+	}
+	return nil
+}
+
+func (sel *selected) mailboxFlags() []imap.Flag {
+	flags := slices.Clone(systemFlags)
+	for _, k := range sel.keywords {
+		flags = append(flags, imap.Flag(k))
+	}
+	return flags
+}
+
+// seqOf returns the sequence number of uid in the client's view, 0 if absent.
+func (sel *selected) seqOf(uid uint32) uint32 {
+	i, ok := slices.BinarySearch(sel.uids, uid)
+	if !ok {
+		return 0
+	}
+	return uint32(i) + 1
+}
+
+// remove drops uid from the view and returns its former sequence number.
+func (sel *selected) remove(uid uint32) uint32 {
+	i, ok := slices.BinarySearch(sel.uids, uid)
+	if !ok {
+		return 0
+	}
+	sel.uids = slices.Delete(sel.uids, i, i+1)
+	delete(sel.recent, uid)
+	return uint32(i) + 1
+}
+
+// imapFlags converts stored flags for the client.
+func (sel *selected) imapFlags(uid uint32, f store.Flags, kws []string) []imap.Flag {
+	out := make([]imap.Flag, 0, 4+len(kws))
+	for i, sf := range []store.Flags{store.FlagSeen, store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagDraft} {
+		if f&sf != 0 {
+			out = append(out, systemFlags[i])
+		}
+	}
+	if _, ok := sel.recent[uid]; ok && !sel.s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		out = append(out, flagRecent)
+	}
+	for _, k := range kws {
+		out = append(out, imap.Flag(k))
+	}
+	return out
+}
+
+// noteKeywords announces keywords new to the client with a FLAGS response
+// (RFC 9051 7.3.5).
+func (sel *selected) noteKeywords(w *imapserver.UpdateWriter, kws []string) error {
+	added := false
+	for _, k := range kws {
+		if !slices.ContainsFunc(sel.keywords, func(o string) bool { return strings.EqualFold(o, k) }) {
+			sel.keywords = append(sel.keywords, k)
+			added = true
+		}
+	}
+	if !added || w == nil {
+		return nil
+	}
+	slices.Sort(sel.keywords)
+	return w.WriteMailboxFlags(sel.mailboxFlags())
+}
+
+// Poll tells the client what changed since its last command. Expunges wait
+// while they are not allowed (during FETCH, STORE, SEARCH: RFC 9051 7.5.1).
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.sel == nil {
+		return nil
+	}
+	return s.sel.poll(w, allowExpunge)
+}
+
+func (sel *selected) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sel.queue = append(sel.queue, sel.sub.Take()...)
+	if len(sel.queue) == 0 {
+		return nil
+	}
+	queue := sel.queue
+	sel.queue = nil
+	grew := false
+	flushExists := func() error {
+		if !grew {
+			return nil
+		}
+		grew = false
+		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
+			return err
+		}
+		return w.WriteNumRecent(uint32(len(sel.recent)))
+	}
+	for _, c := range queue {
+		switch c.Kind {
+		case store.ChangeNew:
+			if n := len(sel.uids); n > 0 && c.UID <= sel.uids[n-1] {
+				continue // already in the view
+			}
+			if err := sel.noteKeywords(w, c.Keywords); err != nil {
+				return err
+			}
+			sel.uids = append(sel.uids, c.UID)
+			if !sel.readOnly && sel.s.srv.claimRecent(sel.mb.ID, c.UID) < c.UID {
+				sel.recent[c.UID] = struct{}{}
+			}
+			grew = true
+		case store.ChangeFlags:
+			seq := sel.seqOf(c.UID)
+			if seq == 0 {
+				continue
+			}
+			if c.Origin == sel.s {
+				// The session answered its own STORE; only a keyword new
+				// to the mailbox still needs a FLAGS response.
+				if err := sel.noteKeywords(w, c.Keywords); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := flushExists(); err != nil {
+				return err
+			}
+			if err := sel.noteKeywords(w, c.Keywords); err != nil {
+				return err
+			}
+			if err := w.WriteMessageFlags(seq, imap.UID(c.UID), sel.imapFlags(c.UID, c.Flags, c.Keywords)); err != nil {
+				return err
+			}
+		case store.ChangeExpunge:
+			if !allowExpunge {
+				sel.queue = append(sel.queue, c)
+				continue
+			}
+			if err := flushExists(); err != nil {
+				return err
+			}
+			if seq := sel.remove(c.UID); seq != 0 {
+				if err := w.WriteExpunge(seq); err != nil {
+					return err
+				}
+			}
+		case store.ChangeRemoved:
+			if err := flushExists(); err != nil {
+				return err
+			}
+			return sel.s.conn.Bye("Selected mailbox was deleted")
+		}
+	}
+	return flushExists()
+}
+
+// Idle sends changes as they are committed until the client ends IDLE
+// (RFC 2177, RFC 9051 6.3.13). The broadcaster wakes it: no polling.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	sel := s.sel
+	if sel == nil {
+		<-stop
+		return nil
+	}
+	if err := sel.poll(w, true); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-sel.sub.C():
+			if err := sel.poll(w, true); err != nil {
+				return err
+			}
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// msgRef is a message of the view.
+type msgRef struct{ seq, uid uint32 }
+
+// resolve turns a sequence or UID set into the view's messages, in
+// ascending order. "*" is the last message (or the highest UID), "$" the
+// saved search result (RFC 5182). For sequence sets, strict refuses
+// numbers beyond the view (RFC 9051 9: seq-number).
+func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) {
+	n := uint32(len(sel.uids))
+	var refs []msgRef
+	if imap.IsSearchRes(numSet) {
+		for _, uid := range sel.searchRes {
+			if seq := sel.seqOf(uid); seq != 0 {
+				refs = append(refs, msgRef{seq, uid})
+			}
+		}
+		return refs, nil
+	}
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		seen := make(map[uint32]bool)
+		for _, r := range set {
+			lo, hi := r.Start, r.Stop
+			if lo == 0 {
+				lo = n
+			}
+			if hi == 0 {
+				hi = n
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			if strict && (lo == 0 || hi > n) {
+				return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
+			}
+			if hi > n {
+				hi = n
+			}
+			for seq := max(lo, 1); seq <= hi; seq++ {
+				if !seen[seq] {
+					seen[seq] = true
+					refs = append(refs, msgRef{seq, sel.uids[seq-1]})
+				}
+			}
+		}
+	case imap.UIDSet:
+		if n == 0 {
+			return nil, nil
+		}
+		last := sel.uids[n-1]
+		seen := make(map[uint32]bool)
+		for _, r := range set {
+			lo, hi := uint32(r.Start), uint32(r.Stop)
+			if lo == 0 {
+				lo = last
+			}
+			if hi == 0 {
+				hi = last
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			i, _ := slices.BinarySearch(sel.uids, lo)
+			for ; i < len(sel.uids) && sel.uids[i] <= hi; i++ {
+				if !seen[sel.uids[i]] {
+					seen[sel.uids[i]] = true
+					refs = append(refs, msgRef{uint32(i) + 1, sel.uids[i]})
+				}
+			}
+		}
+	}
+	slices.SortFunc(refs, func(a, b msgRef) int { return int(a.seq) - int(b.seq) })
+	return refs, nil
+}
+
+func refUIDs(refs []msgRef) []uint32 {
+	out := make([]uint32, len(refs))
+	for i, r := range refs {
+		out[i] = r.uid
+	}
+	return out
+}

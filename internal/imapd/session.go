@@ -1,0 +1,125 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/postern-mail/postern/internal/auth"
+	"github.com/postern-mail/postern/internal/store"
+)
+
+// session is one IMAP connection's state.
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	log  *slog.Logger
+	user *store.User // nil until login
+	sel  *selected   // nil unless a mailbox is selected
+}
+
+var _ imapserver.SessionIMAP4rev2 = (*session)(nil)
+var _ imapserver.SessionAppendLimit = (*session)(nil)
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	ip := remoteIP(c.NetConn().RemoteAddr())
+	return &session{srv: s, conn: c, log: s.log.With("ip", ip)}, nil, nil
+}
+
+// ctx is the context of store calls made for a command.
+func (s *session) ctx() context.Context { return context.Background() }
+
+// Close ends the session (connection closed or LOGOUT).
+func (s *session) Close() error {
+	if s.sel != nil {
+		s.sel.close()
+		s.sel = nil
+	}
+	return nil
+}
+
+// errLogin is the one answer to every failed login, whether the user is
+// unknown or the password wrong (no account enumeration).
+var errLogin = &imap.Error{
+	Type: imap.StatusResponseTypeNo,
+	Code: imap.ResponseCodeAuthenticationFailed,
+	Text: "Invalid credentials",
+}
+
+// Login checks the password with argon2id against the account's hash. Go-imap
+// calls it only after TLS (LOGIN and AUTHENTICATE PLAIN).
+func (s *session) Login(username, password string) error {
+	addr := strings.ToLower(strings.TrimSpace(username))
+	u, err := s.srv.backend.UserByAddress(s.ctx(), addr)
+	hash := u.PasswordHash
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("imap login: looking up user", "user", addr, "err", err)
+		return internalError
+	}
+	if !known {
+		hash = s.srv.dummyHash
+	}
+	ok, cerr := auth.CheckPassword(hash, password)
+	if cerr != nil && known {
+		s.log.Error("imap login: checking password", "user", addr, "err", cerr)
+	}
+	if !known || !ok || cerr != nil {
+		s.log.Info("imap login failed", "user", addr)
+		if d := s.srv.cfg.FailedLoginDelay; d > 0 {
+			time.Sleep(d + rand.N(d/2+1))
+		}
+		return errLogin
+	}
+	s.user = &u
+	s.log = s.log.With("user", u.Address)
+	s.log.Info("imap login")
+	return nil
+}
+
+// AppendLimit is the largest message APPEND accepts (RFC 7889).
+func (s *session) AppendLimit() uint32 { return uint32(s.srv.cfg.MaxMessageBytes) }
+
+// Namespace has one personal namespace with "/" as delimiter (RFC 2342).
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: store.HierarchyDelim}}}, nil
+}
+
+var internalError = &imap.Error{
+	Type: imap.StatusResponseTypeNo,
+	Code: imap.ResponseCodeServerBug,
+	Text: "Internal error, try again later",
+}
+
+// storeError turns a store error into the IMAP answer; details go to the log.
+func (s *session) storeError(op string, err error) error {
+	var ie *imap.Error
+	switch {
+	case errors.As(err, &ie):
+		return err
+	case errors.Is(err, store.ErrNotFound):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+	case errors.Is(err, store.ErrExists):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox already exists"}
+	case errors.Is(err, store.ErrBadName):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
+	case errors.Is(err, store.ErrInUse):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Not allowed for this mailbox"}
+	}
+	s.log.Error("imap "+op, "err", err)
+	return internalError
+}
+
+func noMailbox() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+}
+
+func readOnlyError() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox is read-only (EXAMINE)"}
+}
