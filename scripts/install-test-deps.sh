@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, if missing:
-# swaks and Debian's python3 (for smtplib) for the end-to-end tests.
+# swaks and Debian's python3 (for smtplib) for the end-to-end tests, and
+# Postfix, the real peer `postern audit` is tested against.
 set -euo pipefail
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 [ -x /usr/bin/python3 ] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		SUDO=sudo
@@ -13,6 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
 		SUDO=
 	fi
 	echo "installing test tools: ${need[*]}"
+	# Postfix asks which setup to install: none; the tests configure their own.
+	echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -37,6 +37,7 @@ type prober struct {
 	useTLS     bool
 	domain     string
 	s          *smtpSession
+	refusals   int // on the current connection
 	reconnects int
 	st         *enumState
 }
@@ -140,10 +141,17 @@ func (p *prober) probe(ctx context.Context, name string) (reply, []string, error
 				return r, ev, err
 			}
 			if err == nil && r.code != 421 {
+				if r.permanent() {
+					p.refusals++
+					if p.o.RecycleAfter > 0 && p.refusals >= p.o.RecycleAfter {
+						p.close()
+					}
+				}
 				return r, ev, nil
 			}
 			p.s.Close()
 			p.s = nil
+			p.refusals = 0
 		}
 		// 421, a closed connection or a refused reconnection: throttled.
 		p.st.note(func() {
@@ -178,6 +186,7 @@ func (p *prober) close() {
 		p.s.quit()
 		p.s = nil
 	}
+	p.refusals = 0
 }
 
 // qualify turns a wordlist entry into what is sent for method.

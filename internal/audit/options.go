@@ -39,13 +39,19 @@ type Options struct {
 	// Rate bounds guesses per second over all connections; 0: no bound.
 	Rate float64
 	// SlowReply is the reply time above which a server counts as a
-	// tarpit (default 2 s).
+	// tarpit (default 1 s).
 	SlowReply time.Duration
 	// MaxReconnects bounds reconnections per enumerating connection
 	// (default 5); ReconnectDelay is the first wait before one, doubling
 	// each time (default 1 s).
 	MaxReconnects  int
 	ReconnectDelay time.Duration
+	// RecycleAfter is how many refusals one connection takes before it is
+	// replaced by a fresh one (default 8; negative: never). Many servers
+	// slow down after about 10 errors in a session (Postfix's
+	// smtpd_soft_error_limit); a fresh session avoids that tarpit without
+	// a connection per guess.
+	RecycleAfter int
 
 	// NoRelay skips the open-relay check.
 	NoRelay bool
@@ -100,10 +106,13 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: --rate must not be negative", ErrUsage)
 	}
 	if o.SlowReply <= 0 {
-		o.SlowReply = 2 * time.Second
+		o.SlowReply = time.Second
 	}
 	if o.MaxReconnects <= 0 {
 		o.MaxReconnects = 5
+	}
+	if o.RecycleAfter == 0 {
+		o.RecycleAfter = 8
 	}
 	if o.ReconnectDelay <= 0 {
 		o.ReconnectDelay = time.Second

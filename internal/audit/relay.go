@@ -63,7 +63,7 @@ func checkRelay(ctx context.Context, o *Options, r *Report) {
 		}
 	}()
 	ip := o.host()
-	reconnects := 0
+	reconnects, refusals := 0, 0
 	var evidence []string
 	var openVariants, localOnly []string
 	variants := relayVariants(o.RelayTo, ip, domain)
@@ -93,7 +93,7 @@ func checkRelay(ctx context.Context, o *Options, r *Report) {
 		}
 		if err != nil || mr.code == 421 || rr.code == 421 {
 			s.Close()
-			s = nil
+			s, refusals = nil, 0
 			if reconnects >= o.MaxReconnects {
 				r.errorf("relay check: gave up after %d reconnections", reconnects)
 				return
@@ -131,9 +131,13 @@ func checkRelay(ctx context.Context, o *Options, r *Report) {
 				}
 			}
 		}
-		if _, err := s.cmd("RSET"); err != nil {
-			s.Close()
-			s = nil
+		if rr.permanent() || mr.permanent() {
+			refusals++
+		}
+		if _, err := s.cmd("RSET"); err != nil || (o.RecycleAfter > 0 && refusals >= o.RecycleAfter) {
+			// A fresh session before the server's error tarpit starts.
+			s.quit()
+			s, refusals = nil, 0
 		}
 	}
 	r.Relay.Open = len(openVariants) > 0
