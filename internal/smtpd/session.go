@@ -84,6 +84,22 @@ func splitAddr(a string) (local, domain string, ok bool) {
 	return a[:at], a[at+1:], true
 }
 
+// postmasterDomain is the hosted domain for a bare "postmaster": the
+// hostname or the nearest parent of it that is hosted here (mail.example.org
+// serves example.org); the hostname itself when none is.
+func (ss *session) postmasterDomain(ctx context.Context) (string, error) {
+	for d := strings.ToLower(ss.s.cfg.Hostname); strings.Contains(d, "."); d = d[strings.IndexByte(d, '.')+1:] {
+		ok, err := ss.s.be.HasDomain(ctx, d)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return d, nil
+		}
+	}
+	return ss.s.cfg.Hostname, nil
+}
+
 // Rcpt accepts local users and aliases only.
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -91,8 +107,13 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	_, domain, ok := splitAddr(to)
 	if !ok {
 		if strings.EqualFold(to, "postmaster") { // RFC 5321 4.5.1
-			to = "postmaster@" + ss.s.cfg.Hostname
-			_, domain, _ = splitAddr(to)
+			d, err := ss.postmasterDomain(ctx)
+			if err != nil {
+				ss.log.Error("domain lookup failed", "err", err)
+				messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+				return errTempLookup
+			}
+			to, domain = "postmaster@"+d, d
 		} else {
 			messagesRejected.WithLabelValues(reasonBadAddress).Inc()
 			return smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")

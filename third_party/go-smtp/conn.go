@@ -686,8 +686,13 @@ func (c *Conn) handleRcpt(arg string) {
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
-	recipient, err := p.parsePath()
-	if err != nil {
+	var recipient string
+	var err error
+	if len(p.s) >= 12 && strings.EqualFold(p.s[:12], "<postmaster>") {
+		// Postern patch: RFC 5321 4.1.1.3 and 4.5.1, "RCPT TO:<Postmaster>"
+		// without a domain must be accepted.
+		recipient, p.s = p.s[1:11], p.s[12:]
+	} else if recipient, err = p.parsePath(); err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return
 	}
@@ -1052,14 +1057,19 @@ func (c *Conn) handleBdat(arg string) {
 		var r *io.PipeReader
 		r, c.bdatPipe = io.Pipe()
 
-		c.dataResult = make(chan error, 1)
+		// Postern patch: the goroutine sends to its own channel, never to
+		// c.dataResult, which the next transaction replaces (data race that
+		// could answer a new transaction with an old result).
+		dataResult := make(chan error, 1)
+		c.dataResult = dataResult
+		bdatStatus := c.bdatStatus
 
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
-					c.handlePanic(err, c.bdatStatus)
+					c.handlePanic(err, bdatStatus)
 
-					c.dataResult <- errPanic
+					dataResult <- errPanic
 					r.CloseWithError(errPanic)
 				}
 			}()
@@ -1072,14 +1082,14 @@ func (c *Conn) handleBdat(arg string) {
 				if !ok {
 					err = c.Session().Data(r)
 					for _, rcpt := range c.recipients {
-						c.bdatStatus.SetStatus(rcpt, err)
+						bdatStatus.SetStatus(rcpt, err)
 					}
 				} else {
-					err = lmtpSession.LMTPData(r, c.bdatStatus)
+					err = lmtpSession.LMTPData(r, bdatStatus)
 				}
 			}
 
-			c.dataResult <- err
+			dataResult <- err
 			r.CloseWithError(err)
 		}()
 	}

@@ -81,7 +81,16 @@ func newDataReader(c *Conn) *dataReader {
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
-			return 0, ErrDataTooLarge
+			// Postern patch: a message of exactly the limit is fine; only
+			// a byte of content beyond it (not the end marker) is too much.
+			var one [1]byte
+			r.limited = false
+			m, err := r.Read(one[:])
+			r.limited = true
+			if m > 0 {
+				return 0, ErrDataTooLarge
+			}
+			return 0, err
 		}
 		if int64(len(b)) > r.n {
 			b = b[0:r.n]

@@ -13,7 +13,7 @@ import (
 
 // splitAddress returns the lower-cased address and its domain.
 func splitAddress(address string) (addr, domain string, err error) {
-	a := strings.ToLower(strings.TrimSpace(address))
+	a := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(address)), ".")
 	at := strings.LastIndexByte(a, '@')
 	if at <= 0 || at == len(a)-1 {
 		return "", "", fmt.Errorf("%q is not an address like user@example.org", address)
@@ -354,6 +354,21 @@ func (s *Store) ResolveLocal(ctx context.Context, address string) ([]store.User,
 		}
 		if len(users) > 0 {
 			return users, nil
+		}
+	}
+	if local == "postmaster" {
+		// RFC 5321 4.5.1: every domain accepts postmaster. Without a user
+		// or alias of that name, it reaches the domain's first account.
+		var u store.User
+		var created int64
+		err := s.rdb.QueryRowContext(ctx, `SELECT id, address, password, created FROM users WHERE domain = ? ORDER BY id LIMIT 1`, domain).
+			Scan(&u.ID, &u.Address, &u.PasswordHash, &created)
+		if err == nil {
+			u.Created = fromMilli(created)
+			return []store.User{u}, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("%s: %w", addr, store.ErrNotFound)
