@@ -71,6 +71,14 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCmd(), a.domainCmd(), a.userCmd(), a.aliasCmd(), a.mailboxCmd(), a.traceCmd(), a.versionCmd())
 	root.AddCommand(a.auditCmd())
+	// A command group (domain, user, ...) run alone shows its help; with an
+	// unknown subcommand it is a usage error (exit 2), not help and exit 0.
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+			c.Args = cobra.NoArgs
+			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		}
+	}
 	return root
 }
 
