@@ -1,13 +1,11 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/postern-mail/postern/internal/store"
 )
@@ -143,13 +141,4 @@ func writeLiteral(wc io.WriteCloser, buf []byte) error {
 		return werr
 	}
 	return cerr
-}
-
-// envelopeOf parses the header of a message for ENVELOPE.
-func envelopeOf(raw []byte) *imap.Envelope {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	if err != nil {
-		return &imap.Envelope{}
-	}
-	return imapserver.ExtractEnvelope(h)
 }
