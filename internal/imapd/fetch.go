@@ -64,7 +64,24 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return s.storeError("fetch: reading message", err)
 			}
 		}
-		if err := s.writeFetch(w.CreateMessage(r.seq), options, e, raw, seenNow[r.uid]); err != nil {
+		// BINARY may fail (unknown encoding): decode before answering.
+		binaries := make([][]byte, len(options.BinarySection))
+		for i, bs := range options.BinarySection {
+			b, err := binaryContent(raw, bs.Part)
+			if err != nil {
+				return err
+			}
+			binaries[i] = partial(b, bs.Partial)
+		}
+		sizes := make([]uint32, len(options.BinarySectionSize))
+		for i, bss := range options.BinarySectionSize {
+			b, err := binaryContent(raw, bss.Part)
+			if err != nil {
+				return err
+			}
+			sizes[i] = uint32(len(b))
+		}
+		if err := s.writeFetch(w.CreateMessage(r.seq), options, e, raw, seenNow[r.uid], binaries, sizes); err != nil {
 			return err
 		}
 	}
@@ -95,7 +112,7 @@ func (s *session) readMessage(mailboxID int64, uid uint32) ([]byte, error) {
 }
 
 // writeFetch writes one message's FETCH response; it always closes rw.
-func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.FetchOptions, e *store.Entry, raw []byte, flagsChanged bool) error {
+func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.FetchOptions, e *store.Entry, raw []byte, flagsChanged bool, binaries [][]byte, sizes []uint32) error {
 	if options.UID {
 		rw.WriteUID(imap.UID(e.UID))
 	}
@@ -112,7 +129,7 @@ func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.F
 		rw.WriteEnvelope(envelopeOf(raw))
 	}
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
+		rw.WriteBodyStructure(splitMessage(raw).bodyStructure())
 	}
 	for _, bs := range options.BodySection {
 		buf := imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
@@ -121,15 +138,14 @@ func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.F
 			return err
 		}
 	}
-	for _, bs := range options.BinarySection {
-		buf := imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
-		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(buf))), buf); err != nil {
+	for i, bs := range options.BinarySection {
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(binaries[i]))), binaries[i]); err != nil {
 			rw.Close()
 			return err
 		}
 	}
-	for _, bss := range options.BinarySectionSize {
-		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss))
+	for i, bss := range options.BinarySectionSize {
+		rw.WriteBinarySectionSize(bss, sizes[i])
 	}
 	return rw.Close()
 }
