@@ -68,6 +68,9 @@ type Config struct {
 	MaxMessageBytes     int64       // APPENDLIMIT; a larger literal gets NO [TOOBIG] before its continuation
 	// FailedLoginDelay is added before answering a failed login.
 	FailedLoginDelay time.Duration
+	// Throttle refuses logins after repeated failures per IP and account;
+	// share one with the other protocols. Nil: a private default one.
+	Throttle *auth.Throttle
 	Logger           *slog.Logger
 	// Debug, if set, receives the raw protocol (including passwords: tests only).
 	Debug io.Writer
@@ -113,6 +116,9 @@ type Server struct {
 func New(cfg Config, backend Backend) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Throttle == nil {
+		cfg.Throttle = auth.NewThrottle()
 	}
 	if cfg.MaxMessageBytes <= 0 || cfg.MaxMessageBytes > 1<<32-1 {
 		cfg.MaxMessageBytes = 50 << 20

@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/postern-mail/postern/internal/auth"
 )
 
 func TestPlainListenerRequiresTLSForLogin(t *testing.T) {
@@ -419,4 +421,14 @@ func TestConnectionLimitPerIP(t *testing.T) {
 	if !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("third connection got %q", l)
 	}
+}
+
+func TestLoginThrottledPerIP(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Throttle = &auth.Throttle{MaxPerIP: 3, MaxPerUser: 100, Window: time.Minute} })
+	r := e.raw(t, true)
+	for i := 0; i < 3; i++ {
+		r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, "guess")
+	}
+	// Now even the right password gets the same answer.
+	r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, testPass)
 }

@@ -19,6 +19,7 @@ import (
 type session struct {
 	srv  *Server
 	conn *imapserver.Conn
+	ip   string
 	log  *slog.Logger
 	user *store.User // nil until login
 	sel  *selected   // nil unless a mailbox is selected
@@ -29,7 +30,7 @@ var _ imapserver.SessionAppendLimit = (*session)(nil)
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	ip := remoteIP(c.NetConn().RemoteAddr())
-	return &session{srv: s, conn: c, log: s.log.With("ip", ip)}, nil, nil
+	return &session{srv: s, conn: c, ip: ip, log: s.log.With("ip", ip)}, nil, nil
 }
 
 // ctx is the context of store calls made for a command.
@@ -56,6 +57,18 @@ var errLogin = &imap.Error{
 // calls it only after TLS (LOGIN and AUTHENTICATE PLAIN).
 func (s *session) Login(username, password string) error {
 	addr := strings.ToLower(strings.TrimSpace(username))
+	th := s.srv.cfg.Throttle
+	fail := func() error {
+		th.Failed(s.ip, addr)
+		if d := s.srv.cfg.FailedLoginDelay; d > 0 {
+			time.Sleep(d + rand.N(d/2+1))
+		}
+		return errLogin
+	}
+	if !th.Allowed(s.ip, addr) {
+		s.log.Warn("imap login throttled", "user", addr)
+		return fail()
+	}
 	u, err := s.srv.backend.UserByAddress(s.ctx(), addr)
 	hash := u.PasswordHash
 	known := err == nil
@@ -72,11 +85,9 @@ func (s *session) Login(username, password string) error {
 	}
 	if !known || !ok || cerr != nil {
 		s.log.Info("imap login failed", "user", addr)
-		if d := s.srv.cfg.FailedLoginDelay; d > 0 {
-			time.Sleep(d + rand.N(d/2+1))
-		}
-		return errLogin
+		return fail()
 	}
+	th.Succeeded(s.ip, addr)
 	s.user = &u
 	s.log = s.log.With("user", u.Address)
 	s.log.Info("imap login")

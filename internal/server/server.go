@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
 		FailedLoginDelay:    time.Second,
+		Throttle:            auth.NewThrottle(), // to be shared with SMTP AUTH and POP3
 		Logger:              log.With("svc", "imap"),
 	}, st)
 	for _, svc := range []struct {
