@@ -71,7 +71,7 @@ type Config struct {
 	// Throttle refuses logins after repeated failures per IP and account;
 	// share one with the other protocols. Nil: a private default one.
 	Throttle *auth.Throttle
-	Logger           *slog.Logger
+	Logger   *slog.Logger
 	// Debug, if set, receives the raw protocol (including passwords: tests only).
 	Debug io.Writer
 }
