@@ -104,6 +104,8 @@ or connection error.`,
 	f.Float64Var(&o.Rate, "rate", 0, "at most this many guesses per second over all connections (0: no limit)")
 	f.StringVar(&o.RelayTo, "relay-to", "", "outside recipient for the open-relay check (default "+audit.DefaultRelayTo+")")
 	f.BoolVar(&o.RelayData, "relay-data", false, "when a relay recipient is accepted, also send a harmless test message to --relay-to")
+	f.BoolVar(&o.Smuggling, "smuggling", false, "test SMTP smuggling: sends one harmless test message per end-of-data sequence to --smuggling-to")
+	f.StringVar(&o.SmuggleTo, "smuggling-to", "", "recipient of the smuggling test messages, accepted by the server (default --relay-to)")
 	f.BoolVar(&o.NoRelay, "no-relay", false, "skip the open-relay check")
 	f.BoolVar(&o.TLS, "tls", false, "implicit TLS (implied by ports 465, 993 and 995)")
 	f.StringVar(&o.HeloName, "helo", "", "name sent in EHLO (default: our address literal)")

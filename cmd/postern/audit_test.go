@@ -133,6 +133,7 @@ func TestAuditCommandErrors(t *testing.T) {
 		{[]string{"smtp", "127.0.0.1:25", "--users", "/nonexistent/users"}, "--users"},
 		{[]string{"imap", "127.0.0.1:143", "--users", "/dev/null"}, "smtp only"},
 		{[]string{"smtp", "127.0.0.1:25", "--relay-data"}, "--relay-to"},
+		{[]string{"smtp", "127.0.0.1:25", "--smuggling"}, "--smuggling-to"},
 	} {
 		code, _, stderr := runAuditCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

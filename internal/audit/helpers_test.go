@@ -67,7 +67,7 @@ func startPostern(t *testing.T) string {
 func fastOptions(target string) audit.Options {
 	return audit.Options{
 		Target: target, Timeout: 3 * time.Second, Deadline: 20 * time.Second,
-		SlowReply: 2 * time.Second, ReconnectDelay: 10 * time.Millisecond,
+		SlowReply: 2 * time.Second, ReconnectDelay: 10 * time.Millisecond, Settle: 250 * time.Millisecond,
 	}
 }
 
@@ -140,6 +140,9 @@ type fakeServer struct {
 	// injectable keeps the clear-text read buffer across STARTTLS, the
 	// CVE-2011-0411 bug.
 	injectable bool
+	// lenientData ends DATA at a "." line ended by LF alone too, as servers
+	// open to SMTP smuggling do.
+	lenientData bool
 	// starttls is the command and reply that start TLS, e.g. "STARTTLS"
 	// and "220 go ahead"; for IMAP the reply gets the command's tag.
 	starttlsVerb, starttlsReply string
@@ -245,7 +248,7 @@ func (f *fakeServer) serve(nc net.Conn) {
 				if err != nil {
 					return
 				}
-				if l == ".\r\n" {
+				if l == ".\r\n" || (f.lenientData && strings.TrimRight(l, "\r\n") == ".") {
 					break
 				}
 				msg.WriteString(l)

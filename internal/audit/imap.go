@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 )
 
 // imapSession is an IMAP client connection with tagged commands.
@@ -289,7 +288,7 @@ func checkLineInjection(ctx context.Context, o *Options, r *Report, proto string
 	if err := c.startTLS(o.tlsConfig()); err != nil {
 		return // the injected command was answered in clear text or dropped with the connection
 	}
-	if line, ok := c.pending(700 * time.Millisecond); ok {
+	if line, ok := c.pending(o.Settle); ok {
 		r.add(Finding{ID: "starttls-injection", Severity: High,
 			Title:    "STARTTLS command injection: a command sent in clear text before TLS is answered inside TLS",
 			Evidence: []string{shown, "S: " + first, "(TLS handshake)", "S: " + line + "   <- the clear-text command answered inside TLS"},

@@ -61,6 +61,17 @@ type Options struct {
 	// when a relay variant's recipient is accepted.
 	RelayData bool
 
+	// Settle is how long to wait for replies that should never come
+	// (STARTTLS injection, smuggling): silence for this long counts as
+	// "not vulnerable". Default 700 ms.
+	Settle time.Duration
+
+	// Smuggling runs the SMTP smuggling check: one test message per
+	// end-of-data sequence, each hiding a second one, to SmuggleTo
+	// (default RelayTo when that is given), which must be accepted.
+	Smuggling bool
+	SmuggleTo string
+
 	// Progress, when set, is called after each enumeration guess.
 	Progress func(done, total int)
 	// Dial connects to the target; default net.Dialer.
@@ -111,11 +122,23 @@ func (o *Options) setDefaults() error {
 	if o.MaxReconnects <= 0 {
 		o.MaxReconnects = 5
 	}
+	if o.Settle <= 0 {
+		o.Settle = 700 * time.Millisecond
+	}
 	if o.RecycleAfter == 0 {
 		o.RecycleAfter = 8
 	}
 	if o.ReconnectDelay <= 0 {
 		o.ReconnectDelay = time.Second
+	}
+	if o.Smuggling && o.SmuggleTo == "" {
+		if o.RelayTo == "" {
+			return fmt.Errorf("%w: --smuggling needs --smuggling-to (or --relay-to), an address the server accepts that you control", ErrUsage)
+		}
+		o.SmuggleTo = o.RelayTo
+	}
+	if o.Smuggling && !strings.Contains(o.SmuggleTo, "@") {
+		return fmt.Errorf("%w: --smuggling-to %q is not an address", ErrUsage, o.SmuggleTo)
 	}
 	if o.RelayTo == "" {
 		if o.RelayData {

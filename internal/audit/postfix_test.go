@@ -22,6 +22,9 @@ type postfixPorts struct {
 	noVRFY    string // VRFY disabled: RCPT must find the users
 	catchAll  string // @test.example accepts everything
 	openRelay string // 127/8 in mynetworks may relay
+	// smuggling ends DATA at bare LF (smtpd_forbid_bare_newline = no);
+	// fixed does not (normalize, with no exclusions).
+	smuggling, fixed string
 }
 
 // needPostfix skips (or, with CI set, fails) when Debian's Postfix cannot
@@ -107,7 +110,8 @@ func startPostfix(t *testing.T) postfixPorts {
 			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 		}
 	}
-	p := postfixPorts{vrfy: freePort(t), noVRFY: freePort(t), catchAll: freePort(t), openRelay: freePort(t)}
+	p := postfixPorts{vrfy: freePort(t), noVRFY: freePort(t), catchAll: freePort(t), openRelay: freePort(t),
+		smuggling: freePort(t), fixed: freePort(t)}
 	run("postconf", "-c", etc, "-e",
 		"queue_directory = "+filepath.Join(dir, "queue"), "data_directory = "+data,
 		"mail_owner = postfix", "compatibility_level = 3.6",
@@ -129,18 +133,20 @@ func startPostfix(t *testing.T) postfixPorts {
 	run("postconf", "-c", etc, "-M", svc(p.noVRFY, " -o disable_vrfy_command=yes"))
 	run("postconf", "-c", etc, "-M", svc(p.catchAll, " -o virtual_mailbox_maps=hash:"+filepath.Join(etc, "vmailbox-catchall")))
 	run("postconf", "-c", etc, "-M", svc(p.openRelay, " -o smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination"))
+	run("postconf", "-c", etc, "-M", svc(p.smuggling, " -o smtpd_forbid_bare_newline=no"))
+	run("postconf", "-c", etc, "-M", svc(p.fixed, " -o smtpd_forbid_bare_newline=normalize -o smtpd_forbid_bare_newline_exclusions="))
 	run("postmap", "-c", etc, filepath.Join(etc, "vmailbox"))
 	run("postmap", "-c", etc, filepath.Join(etc, "vmailbox-catchall"))
 	run("postfix", "-c", etc, "start")
 	t.Cleanup(func() {
 		exec.Command("postfix", "-c", etc, "stop").Run()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("AUDIT_POSTFIX_LOG") != "" {
 			if log, err := os.ReadFile(filepath.Join(dir, "postfix.log")); err == nil {
 				t.Logf("postfix log:\n%s", log)
 			}
 		}
 	})
-	for _, addr := range []string{p.vrfy, p.noVRFY, p.catchAll, p.openRelay} {
+	for _, addr := range []string{p.vrfy, p.noVRFY, p.catchAll, p.openRelay, p.smuggling, p.fixed} {
 		waitGreeting(t, addr)
 	}
 	return p
@@ -180,6 +186,7 @@ func TestPostfix(t *testing.T) {
 	}
 
 	t.Run("vrfy", func(t *testing.T) {
+		t.Parallel()
 		r := runAudit(t, "smtp", opts(p.vrfy))
 		if r.Software != "Postfix" || r.VRFY != "reveals users" || r.EXPN != "disabled" {
 			t.Errorf("software %q vrfy %q expn %q", r.Software, r.VRFY, r.EXPN)
@@ -195,6 +202,7 @@ func TestPostfix(t *testing.T) {
 		}
 	})
 	t.Run("rcpt", func(t *testing.T) {
+		t.Parallel()
 		r := runAudit(t, "smtp", opts(p.noVRFY))
 		if r.VRFY != "disabled" {
 			t.Errorf("vrfy %q", r.VRFY)
@@ -212,6 +220,7 @@ func TestPostfix(t *testing.T) {
 		}
 	})
 	t.Run("catch-all", func(t *testing.T) {
+		t.Parallel()
 		r := runAudit(t, "smtp", opts(p.catchAll))
 		if !r.Users.CatchAll || len(r.Users.Valid) != 0 {
 			t.Errorf("users %+v", r.Users)
@@ -222,6 +231,7 @@ func TestPostfix(t *testing.T) {
 		}
 	})
 	t.Run("open-relay", func(t *testing.T) {
+		t.Parallel()
 		o := opts(p.openRelay)
 		o.Users = nil
 		r := runAudit(t, "smtp", o)
@@ -231,6 +241,22 @@ func TestPostfix(t *testing.T) {
 		wantFinding(t, r, "open-relay", audit.High)
 		if testing.Verbose() {
 			r.WriteText(os.Stderr)
+		}
+	})
+	t.Run("smuggling", func(t *testing.T) {
+		t.Parallel()
+		o := fastOptions(p.smuggling)
+		o.NoRelay, o.Smuggling, o.SmuggleTo = true, true, "alice@test.example"
+		r := runAudit(t, "smtp", o)
+		if want := []string{`\n.\n`, `\n.\r\n`, `\r\n.\n`}; !reflect.DeepEqual(r.Smuggling.AcceptedSequences, want) {
+			t.Errorf("accepted %q, want %q (errors %v)", r.Smuggling.AcceptedSequences, want, r.Errors)
+		}
+		wantFinding(t, r, "smtp-smuggling", audit.High)
+
+		o.Target = p.fixed
+		r = runAudit(t, "smtp", o)
+		if !r.Smuggling.Tested || len(r.Smuggling.AcceptedSequences) != 0 || len(r.Errors) != 0 {
+			t.Errorf("fixed postfix: smuggling %+v errors %v", r.Smuggling, r.Errors)
 		}
 	})
 }

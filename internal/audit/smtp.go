@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"time"
 )
 
 // Run audits the target over protocol smtp, imap or pop3. The error is
@@ -218,6 +217,9 @@ func auditSMTP(ctx context.Context, o *Options) (*Report, error) {
 	if ctx.Err() == nil && !o.NoRelay {
 		checkRelay(ctx, o, r)
 	}
+	if ctx.Err() == nil && o.Smuggling {
+		checkSmuggling(ctx, o, r)
+	}
 	if ctx.Err() != nil {
 		r.errorf("the audit's deadline (%s) passed before every check ran", o.Deadline)
 	}
@@ -295,7 +297,7 @@ func checkSMTPInjection(ctx context.Context, o *Options, r *Report) {
 	if err := s.conn.startTLS(o.tlsConfig()); err != nil {
 		return // plaintext answered or connection closed: not injectable
 	}
-	if line, ok := s.pending(700 * time.Millisecond); ok {
+	if line, ok := s.pending(o.Settle); ok {
 		r.add(Finding{ID: "starttls-injection", Severity: High,
 			Title: "STARTTLS command injection: commands sent in clear text before TLS are executed inside TLS (CVE-2011-0411)",
 			Evidence: []string{`C: STARTTLS\r\nRSET\r\n (one segment)`, "S: " + tr.text(), "(TLS handshake)",
