@@ -1,0 +1,106 @@
+package imapd
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCopyMoveIntoSelectedMailbox: the copies get new UIDs and arrive as
+// EXISTS; MOVE to the same mailbox expunges the originals (RFC 6851 3.3).
+func TestCopyMoveIntoSelectedMailbox(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(t, sampleMsg)
+	e.deliver(t, sampleMsg)
+	r := e.raw(t, true)
+	r.login()
+	r.ok("SELECT INBOX")
+	u, tagged := r.cmd("COPY 1:2 INBOX")
+	if !strings.HasPrefix(tagged, "OK [COPYUID ") || !strings.Contains(tagged, " 1:2 3:4]") || !has(u, "* 4 EXISTS") {
+		t.Fatalf("copy into selected: %q %q", u, tagged)
+	}
+	u, tagged = r.cmd("UID MOVE 1 INBOX")
+	if !strings.HasPrefix(tagged, "OK") || !has(u, "OK [COPYUID ", " 1 5]") || !has(u, "* 1 EXPUNGE") || !has(u, "* 4 EXISTS") {
+		t.Fatalf("move into selected: %q %q", u, tagged)
+	}
+	u = r.ok("UID SEARCH ALL")
+	if !has(u, "* SEARCH 2 3 4 5") {
+		t.Fatalf("uids %q", u)
+	}
+}
+
+// TestSearchResultAndReturnOptions: ESEARCH (RFC 4731) and SEARCHRES
+// (RFC 5182) with "$" in later commands.
+func TestSearchResultAndReturnOptions(t *testing.T) {
+	e := newEnv(t)
+	for i := 0; i < 4; i++ {
+		e.deliver(t, sampleMsg)
+	}
+	r := e.raw(t, true)
+	r.login()
+	r.ok("SELECT INBOX")
+	r.ok("STORE 2,4 +FLAGS.SILENT (\\Flagged)")
+	u := r.ok("SEARCH RETURN (MIN MAX COUNT) FLAGGED")
+	if !has(u, "ESEARCH", "MIN 2", "MAX 4", "COUNT 2") {
+		t.Fatalf("esearch %q", u)
+	}
+	r.ok("UID SEARCH RETURN (SAVE) FLAGGED")
+	u = r.ok("FETCH $ (UID)")
+	if len(u) != 2 || !has(u, "* 2 FETCH (UID 2)") || !has(u, "* 4 FETCH (UID 4)") {
+		t.Fatalf("fetch $: %q", u)
+	}
+	u = r.ok("SEARCH UNFLAGGED $")
+	if !has(u, "* SEARCH") || has(u, "* SEARCH 1") {
+		t.Fatalf("$ as a key: %q", u)
+	}
+	u = r.ok("SEARCH CHARSET UTF-8 TEXT fox")
+	if !has(u, "* SEARCH 1 2 3 4") {
+		t.Fatalf("charset utf-8: %q", u)
+	}
+	r.expect("NO [BADCHARSET", "SEARCH CHARSET KOI8-R TEXT fox")
+	u = r.ok("SEARCH 2:* NOT 3")
+	if !has(u, "* SEARCH 2 4") {
+		t.Fatalf("sequence set with *: %q", u)
+	}
+	u = r.ok("UID SEARCH UID 3:*")
+	if !has(u, "* SEARCH 3 4") {
+		t.Fatalf("uid range: %q", u)
+	}
+	// "*" in a UID range is the highest UID even when the range starts above it.
+	u = r.ok("UID FETCH 100:* (UID)")
+	if !has(u, "* 4 FETCH (UID 4)") {
+		t.Fatalf("100:* %q", u)
+	}
+}
+
+// TestMalformedCommands: bad input gets BAD or NO, and the connection
+// (and the server) carry on.
+func TestMalformedCommands(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(t, sampleMsg)
+	r := e.raw(t, true)
+	r.login()
+	for _, c := range []string{
+		"FETCH 1 (FLAGS)", // not selected yet
+		"SELECT",
+		"NOSUCHCOMMAND",
+		`LIST "" "*" RETURN (BOGUS)`,
+		"STATUS INBOX (BOGUS)",
+		"CREATE \"a\x01b\"",
+	} {
+		_, tagged := r.cmd("%s", c)
+		if !strings.HasPrefix(tagged, "BAD") && !strings.HasPrefix(tagged, "NO") {
+			t.Errorf("%q: %q", c, tagged)
+		}
+	}
+	r.ok("SELECT INBOX")
+	for _, c := range []string{"FETCH 0 FLAGS", "FETCH 1:x FLAGS", "FETCH 1 (BODY[1.)", "STORE 1 FLAGS.LOUD (\\Seen)", "UID STORE 1 +FLAGS (\\Nope)", "SEARCH BOGUSKEY", "COPY 1"} {
+		_, tagged := r.cmd("%s", c)
+		if !strings.HasPrefix(tagged, "BAD") && !strings.HasPrefix(tagged, "NO") {
+			t.Errorf("%q: %q", c, tagged)
+		}
+	}
+	r.ok("NOOP")
+	// Another connection still works.
+	r2 := e.raw(t, true)
+	r2.login()
+}
