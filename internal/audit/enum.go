@@ -39,6 +39,7 @@ type prober struct {
 	s          *smtpSession
 	refusals   int // on the current connection
 	reconnects int
+	gaveUp     bool // no more connections: every further guess is inconclusive
 	st         *enumState
 }
 
@@ -115,17 +116,25 @@ func (p *prober) probe(ctx context.Context, name string) (reply, []string, error
 		if err := ctx.Err(); err != nil {
 			return reply{}, nil, err
 		}
-		if p.s == nil {
-			s, err := openSMTP(ctx, p.o, p.useTLS)
-			if err == nil {
-				p.s = s
-			} else if re := (*replyError)(nil); errors.As(err, &re) && re.r.code != 421 {
-				return reply{}, nil, err
-			}
+		if p.gaveUp {
+			return reply{}, nil, errGaveUp
 		}
 		var r reply
 		var ev []string
 		var err error
+		if p.s == nil {
+			var s *smtpSession
+			s, err = openSMTP(ctx, p.o, p.useTLS)
+			var re *replyError
+			switch {
+			case err == nil:
+				p.s = s
+			case errors.As(err, &re) && re.r.code != 421:
+				return reply{}, nil, err
+			case errors.As(err, &re):
+				r = re.r // 421 at the greeting: the server refuses us for now
+			}
+		}
 		if p.s != nil {
 			r, ev, err = p.ask(name)
 			if r.took > p.o.SlowReply || isTimeout(err) {
@@ -168,6 +177,7 @@ func (p *prober) probe(ctx context.Context, name string) (reply, []string, error
 			p.st.throttled = true
 		})
 		if p.reconnects >= p.o.MaxReconnects {
+			p.gaveUp = true
 			return r, ev, errGaveUp
 		}
 		delay := p.o.ReconnectDelay << p.reconnects

@@ -135,7 +135,10 @@ type fakeConn struct {
 type fakeServer struct {
 	addr     string
 	greeting string
-	handle   func(c *fakeConn, line string) string
+	// greetFn, when set, replaces greeting for the nth connection (from 1);
+	// a greeting starting with 421 closes the connection after it.
+	greetFn func(n int) string
+	handle  func(c *fakeConn, line string) string
 	tls      *tls.Config
 	// injectable keeps the clear-text read buffer across STARTTLS, the
 	// CVE-2011-0411 bug.
@@ -197,13 +200,21 @@ func (f *fakeServer) Lines() []string {
 func (f *fakeServer) serve(nc net.Conn) {
 	f.mu.Lock()
 	f.conns++
+	n := f.conns
 	f.mu.Unlock()
 	defer func() { nc.Close() }()
 	nc.SetDeadline(time.Now().Add(15 * time.Second))
 	br := bufio.NewReader(nc)
 	w := io.Writer(nc)
 	c := &fakeConn{}
-	io.WriteString(w, f.greeting+"\r\n")
+	greeting := f.greeting
+	if f.greetFn != nil {
+		greeting = f.greetFn(n)
+	}
+	io.WriteString(w, greeting+"\r\n")
+	if strings.HasPrefix(greeting, "421") {
+		return
+	}
 	for i := 0; i < 10000; i++ {
 		line, err := br.ReadString('\n')
 		if err != nil {

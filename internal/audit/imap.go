@@ -194,7 +194,9 @@ func auditIMAP(ctx context.Context, o *Options) (*Report, error) {
 				st, _ := s.tlsState()
 				fillTLS(r, st, o.Now())
 				if _, res, err := s.cmd("CAPABILITY"); err == nil {
-					r.AuthAfterTLS = imapAuth(imapCaps(res.untagged))
+					caps := imapCaps(res.untagged)
+					r.ExtensionsAfterTLS = append(r.ExtensionsAfterTLS, caps...)
+					r.AuthAfterTLS = imapAuth(caps)
 				}
 			}
 		} else {

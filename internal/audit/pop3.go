@@ -122,6 +122,7 @@ func auditPOP3(ctx context.Context, o *Options) (*Report, error) {
 				ts, _ := c.tlsState()
 				fillTLS(r, ts, o.Now())
 				if _, caps2, err := pop3Cmd(c, "CAPA", true); err == nil {
+					r.ExtensionsAfterTLS = append(r.ExtensionsAfterTLS, caps2...)
 					r.AuthAfterTLS = pop3Auth(caps2)
 				}
 			}

@@ -123,6 +123,9 @@ type Report struct {
 	Version    string   `json:"version"`
 	Hostname   string   `json:"hostname"`
 	Extensions []string `json:"extensions"`
+	// ExtensionsAfterTLS is the EHLO (or CAPABILITY, CAPA) list after
+	// STARTTLS.
+	ExtensionsAfterTLS []string `json:"extensions_after_tls"`
 	// AuthMechanisms offered before TLS and after it.
 	AuthBeforeTLS []string `json:"auth_before_tls"`
 	AuthAfterTLS  []string `json:"auth_after_tls"`
@@ -142,7 +145,7 @@ type Report struct {
 func newReport(target, protocol string) *Report {
 	return &Report{
 		Target: target, Protocol: protocol,
-		Extensions: []string{}, AuthBeforeTLS: []string{}, AuthAfterTLS: []string{},
+		Extensions: []string{}, ExtensionsAfterTLS: []string{}, AuthBeforeTLS: []string{}, AuthAfterTLS: []string{},
 		TLS:       TLSInfo{CertNames: []string{}},
 		Users:     UsersResult{Valid: []string{}, Inconclusive: []string{}, Methods: map[string]string{}},
 		Relay:     RelayResult{Accepted: []string{}, DataAccepted: []string{}},

@@ -272,7 +272,7 @@ func (s *smtpSession) startTLS(ctx context.Context, o *Options, r *Report) {
 	if err != nil || er.code != 250 {
 		return
 	}
-	s.parseEHLO(er)
+	r.ExtensionsAfterTLS = s.parseEHLO(er)
 	r.AuthAfterTLS = strings.Fields(strings.ToUpper(s.ext["AUTH"]))
 	if r.AuthAfterTLS == nil {
 		r.AuthAfterTLS = []string{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -34,6 +35,9 @@ func TestPosternSMTP(t *testing.T) {
 		t.Errorf("tls %+v", r.TLS)
 	}
 	wantFinding(t, r, "tls-cert-self-signed", audit.Low)
+	if !slices.Contains(r.Extensions, "STARTTLS") || slices.Contains(r.ExtensionsAfterTLS, "STARTTLS") || !slices.Contains(r.ExtensionsAfterTLS, "PIPELINING") {
+		t.Errorf("extensions %v, after TLS %v", r.Extensions, r.ExtensionsAfterTLS)
+	}
 	noFinding(t, r, "auth-before-tls")
 	noFinding(t, r, "starttls-injection")
 	noFinding(t, r, "starttls-missing")
@@ -267,6 +271,44 @@ func TestThrottleGiveUp(t *testing.T) {
 	u := r.Users
 	if !u.Throttled || u.Complete || len(u.Valid) != 0 || len(u.Inconclusive) == 0 {
 		t.Errorf("users %+v", u)
+	}
+}
+
+// A server that refuses new connections with 421 for a cool-down (per-IP
+// throttling): guesses are inconclusive, never invalid, and the audit
+// stops retrying after MaxReconnects.
+func TestThrottleAtGreeting(t *testing.T) {
+	f := startFake(t, &fakeServer{
+		greetFn: func(n int) string {
+			if n > 2 {
+				return "421 4.7.0 mx.fake.test Too many unknown recipients from your IP, try again later"
+			}
+			return "220 mx.fake.test ESMTP"
+		},
+		handle: smtpPeer{users: map[string]bool{"alice@example.net": true},
+			rcpt: func(c *fakeConn, arg string, known bool) string {
+				if c.rcpts > 4 {
+					return "CLOSE"
+				}
+				if known {
+					return "250 2.1.5 Ok"
+				}
+				return "550 5.1.1 User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay, o.MaxReconnects = wordlist, "example.net", true, 2
+	r := runAudit(t, "smtp", o)
+	u := r.Users
+	if !u.Throttled || u.Complete || !reflect.DeepEqual(u.Valid, []string{"alice@example.net"}) || len(u.Inconclusive) != 4 {
+		t.Errorf("users %+v", u)
+	}
+	ev := strings.Join(r.Finding("enumeration-defended").Evidence, "\n")
+	if !strings.Contains(ev, "server closed the connection") {
+		t.Errorf("evidence %q", ev)
+	}
+	// The audit's own, the enumeration's, then two refused reconnections.
+	if n := f.Conns(); n != 4 {
+		t.Errorf("%d connections: retries are not bounded", n)
 	}
 }
 
