@@ -139,7 +139,7 @@ type fakeServer struct {
 	// a greeting starting with 421 closes the connection after it.
 	greetFn func(n int) string
 	handle  func(c *fakeConn, line string) string
-	tls      *tls.Config
+	tls     *tls.Config
 	// injectable keeps the clear-text read buffer across STARTTLS, the
 	// CVE-2011-0411 bug.
 	injectable bool
