@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, if missing:
 # swaks and Debian's python3 (for smtplib) for the end-to-end tests, and
-# Postfix, the real peer `postern audit` is tested against.
+# Postfix, the real peer `postern audit` is tested against; isync's mbsync,
+# the IMAP sync client internal/imapd is tested with.
 set -euo pipefail
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 [ -x /usr/bin/python3 ] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || need+=(postfix)
+command -v mbsync >/dev/null 2>&1 || need+=(isync)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		SUDO=sudo

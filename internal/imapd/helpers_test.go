@@ -41,6 +41,7 @@ type env struct {
 	plainAddr string
 	tlsAddr   string
 	clientTLS *tls.Config
+	certDER   []byte // the server's self-signed certificate
 }
 
 func selfSigned(t testing.TB) tls.Certificate {
@@ -81,8 +82,9 @@ func newEnv(t testing.TB, tune ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cert := selfSigned(t)
 	cfg := Config{
-		TLS:              &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}},
+		TLS:              &tls.Config{Certificates: []tls.Certificate{cert}},
 		MaxMessageBytes:  1 << 20,
 		FailedLoginDelay: 10 * time.Millisecond,
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -95,7 +97,7 @@ func newEnv(t testing.TB, tune ...func(*Config)) *env {
 		f(&cfg)
 	}
 	srv := New(cfg, st)
-	e := &env{st: st, srv: srv, user: u, clientTLS: &tls.Config{InsecureSkipVerify: true}}
+	e := &env{st: st, srv: srv, user: u, clientTLS: &tls.Config{InsecureSkipVerify: true}, certDER: cert.Certificate[0]}
 	for i, serve := range []func(net.Listener) error{srv.Serve, srv.ServeTLS} {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
