@@ -177,7 +177,10 @@ type Delivery struct {
 	HeaderMessageID string     // Message-ID header, for trace lookups
 	Received        time.Time
 	Recipients      []LocalRecipient
-	Events          []Event // written in the same commit; QueueID is filled in
+	Remote          []RemoteRecipient // queued for outbound delivery in the same commit
+	Ret             string            // DSN RET (FULL or HDRS), for remote recipients
+	EnvID           string            // DSN ENVID, for remote recipients
+	Events          []Event           // written in the same commit; QueueID is filled in
 }
 
 // BlobWriter receives a message's contents before Deliver. Write it, then

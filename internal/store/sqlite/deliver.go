@@ -25,7 +25,7 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) error {
 	if !ok {
 		return errors.New("store: Deliver needs a blob from NewBlob")
 	}
-	if len(d.Recipients) == 0 {
+	if len(d.Recipients)+len(d.Remote) == 0 {
 		bw.Abort()
 		return errors.New("store: delivery without recipients")
 	}
@@ -54,6 +54,9 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) error {
 			}
 			// IMAP sessions learn of the new message (EXISTS) from here.
 			s.changes.Publish(changes...)
+			if len(d.Remote) > 0 {
+				s.notifyEnqueue()
+			}
 		},
 	}
 	if err := s.write(req); err != nil {
@@ -66,8 +69,11 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) error {
 // deliverTx records the message once and files an entry per recipient; it
 // returns the changes to publish after the commit.
 func deliverTx(w *wtx, qid string, size int64, data []byte, inline bool, d *store.Delivery) ([]store.Change, error) {
-	msgID, err := insertMessage(w, qid, size, data, inline, d.From, d.HeaderMessageID, d.Received, len(d.Recipients))
+	msgID, err := insertMessage(w, qid, size, data, inline, d.From, d.HeaderMessageID, d.Received, len(d.Recipients)+len(d.Remote))
 	if err != nil {
+		return nil, err
+	}
+	if err := enqueueTx(w, msgID, d); err != nil {
 		return nil, err
 	}
 	var changes []store.Change

@@ -93,6 +93,9 @@ type Store struct {
 
 	changes *store.Broadcaster // committed mailbox changes, published by the writer
 
+	enqueueMu sync.Mutex
+	onEnqueue []func()
+
 	reqs      chan *writeReq
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -132,7 +135,7 @@ func Open(dir string) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("store: open index: %w", err)
 	}
-	if _, err := wconn.ExecContext(ctx, schema); err != nil {
+	if _, err := wconn.ExecContext(ctx, schema+queueSchema); err != nil {
 		wconn.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("store: create schema: %w", err)
