@@ -19,6 +19,7 @@ import (
 	"github.com/postern-mail/postern/internal/auth"
 	"github.com/postern-mail/postern/internal/config"
 	"github.com/postern-mail/postern/internal/imapd"
+	"github.com/postern-mail/postern/internal/pop3d"
 	"github.com/postern-mail/postern/internal/smtpd"
 	"github.com/postern-mail/postern/internal/store"
 	"github.com/postern-mail/postern/internal/store/sqlite"
@@ -95,20 +96,33 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}()
 	}
 
+	throttle := auth.NewThrottle() // failed logins, shared by IMAP and POP3 (SMTP AUTH to come)
 	imapSrv := imapd.New(imapd.Config{
 		TLS:                 tlsConfig,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
 		FailedLoginDelay:    time.Second,
-		Throttle:            auth.NewThrottle(), // to be shared with SMTP AUTH and POP3
+		Throttle:            throttle,
 		Logger:              log.With("svc", "imap"),
+	}, st)
+	pop3Srv := pop3d.New(pop3d.Config{
+		TLS:                 tlsConfig,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		IdleTimeout:         cfg.Limits.CommandTimeout.Duration,
+		FailedLoginDelay:    time.Second,
+		Throttle:            throttle,
+		Logger:              log.With("svc", "pop3"),
 	}, st)
 	for _, svc := range []struct {
 		name  string
 		addrs []string
 		serve func(net.Listener) error
-	}{{"imap", cfg.Listen.IMAP, imapSrv.Serve}, {"imaps", cfg.Listen.IMAPS, imapSrv.ServeTLS}} {
+	}{
+		{"imap", cfg.Listen.IMAP, imapSrv.Serve}, {"imaps", cfg.Listen.IMAPS, imapSrv.ServeTLS},
+		{"pop3", cfg.Listen.POP3, pop3Srv.Serve}, {"pop3s", cfg.Listen.POP3S, pop3Srv.ServeTLS},
+	} {
 		for _, addr := range svc.addrs {
 			l, err := listen(addr)
 			if err != nil {
@@ -119,7 +133,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := svc.serve(l); err != nil {
+				if err := svc.serve(l); err != nil && !errors.Is(err, pop3d.ErrServerClosed) {
 					errc <- fmt.Errorf("%s %s: %w", svc.name, l.Addr(), err)
 				}
 			}()
@@ -155,7 +169,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	for svc, addrs := range map[string][]string{
 		"submission": cfg.Listen.Submission, "submissions": cfg.Listen.Submissions,
-		"pop3": cfg.Listen.POP3, "pop3s": cfg.Listen.POP3S,
 	} {
 		if len(addrs) > 0 {
 			log.Warn("service not implemented in this version; not listening", "svc", svc, "addrs", addrs)
@@ -177,6 +190,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	httpSrv.Shutdown(sctx)
 	closeAll()
 	imapSrv.Close()
+	pop3Srv.Close()
 	wg.Wait()
 	if err := st.Close(); err != nil && runErr == nil {
 		runErr = err
