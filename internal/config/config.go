@@ -27,6 +27,7 @@ type Config struct {
 	DNS      DNS      `toml:"dns"`
 	Delivery Delivery `toml:"delivery"`
 	Limits   Limits   `toml:"limits"`
+	Queue    Queue    `toml:"queue"`
 
 	// Dev is true when no config file was given and the development
 	// defaults are in force (first start creates a domain and a user).
@@ -76,6 +77,23 @@ type Limits struct {
 	CommandTimeout      Duration `toml:"command_timeout"`
 	DataTimeout         Duration `toml:"data_timeout"`
 	ShutdownGrace       Duration `toml:"shutdown_grace"`
+	AuthFailDelay       Duration `toml:"auth_fail_delay"`
+}
+
+// Queue tunes the outbound queue.
+type Queue struct {
+	Retry        []Duration `toml:"retry"`         // delays between attempts; the last repeats
+	MaxLifetime  Duration   `toml:"max_lifetime"`  // then the message bounces
+	DelayWarning Duration   `toml:"delay_warning"` // then the sender gets one delay notice
+	Concurrency  int        `toml:"concurrency"`   // deliveries in flight at once
+}
+
+func defaultQueue() Queue {
+	q := Queue{MaxLifetime: Duration{120 * time.Hour}, DelayWarning: Duration{4 * time.Hour}, Concurrency: 20}
+	for _, d := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour} {
+		q.Retry = append(q.Retry, Duration{d})
+	}
+	return q
 }
 
 // Duration is a time.Duration written as "30s", "5m" in the file.
@@ -157,6 +175,7 @@ func defaultLimits() Limits {
 		CommandTimeout:      Duration{5 * time.Minute},
 		DataTimeout:         Duration{10 * time.Minute},
 		ShutdownGrace:       Duration{5 * time.Second},
+		AuthFailDelay:       Duration{time.Second},
 	}
 }
 
@@ -176,6 +195,7 @@ func Production() *Config {
 			Admin:       []string{"127.0.0.1:8025"},
 		},
 		Delivery: Delivery{MXPort: 25},
+		Queue:    defaultQueue(),
 		Limits:   defaultLimits(),
 	}
 }
@@ -197,6 +217,7 @@ func Development() *Config {
 			Admin:       []string{"127.0.0.1:8025"},
 		},
 		Delivery: Delivery{MXPort: 25},
+		Queue:    defaultQueue(),
 		Limits:   defaultLimits(),
 		Dev:      true,
 	}
@@ -376,10 +397,22 @@ func (c *Config) validate() error {
 		key string
 		v   Duration
 		min time.Duration
-	}{{"limits.command_timeout", l.CommandTimeout, time.Second}, {"limits.data_timeout", l.DataTimeout, time.Second}, {"limits.shutdown_grace", l.ShutdownGrace, 0}} {
+	}{{"limits.command_timeout", l.CommandTimeout, time.Second}, {"limits.data_timeout", l.DataTimeout, time.Second}, {"limits.shutdown_grace", l.ShutdownGrace, 0}, {"limits.auth_fail_delay", l.AuthFailDelay, 0},
+		{"queue.max_lifetime", c.Queue.MaxLifetime, time.Minute}, {"queue.delay_warning", c.Queue.DelayWarning, 0}} {
 		if d.v.Duration < d.min {
 			return bad(d.key, "must be at least %v (got %v)", d.min, d.v.Duration)
 		}
+	}
+	if len(c.Queue.Retry) == 0 {
+		return bad("queue.retry", "must list at least one delay, like [\"1m\", \"5m\"]")
+	}
+	for _, d := range c.Queue.Retry {
+		if d.Duration < time.Second {
+			return bad("queue.retry", "each delay must be at least 1s (got %v)", d.Duration)
+		}
+	}
+	if c.Queue.Concurrency < 1 || c.Queue.Concurrency > 10000 {
+		return bad("queue.concurrency", "must be from 1 to 10000 (got %d)", c.Queue.Concurrency)
 	}
 	return nil
 }

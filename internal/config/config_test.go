@@ -98,7 +98,10 @@ func TestFullFile(t *testing.T) {
 			CommandTimeout:      Duration{2 * time.Minute},
 			DataTimeout:         Duration{5*time.Minute + 30*time.Second},
 			ShutdownGrace:       Duration{0},
+			AuthFailDelay:       Duration{250 * time.Millisecond},
 		},
+		Queue: Queue{Retry: []Duration{{30 * time.Second}, {2 * time.Minute}}, MaxLifetime: Duration{48 * time.Hour},
+			DelayWarning: Duration{2 * time.Hour}, Concurrency: 8},
 		File: "testdata/full.toml",
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -25,6 +25,8 @@ type Backend interface {
 	HasDomain(ctx context.Context, domain string) (bool, error)
 	// ResolveLocal maps a local address to its users (store.ErrNotFound if none).
 	ResolveLocal(ctx context.Context, address string) ([]store.User, error)
+	// UserByAddress finds an account, for AUTH on submission.
+	UserByAddress(ctx context.Context, address string) (store.User, error)
 	// NewBlob starts a message's contents.
 	NewBlob() (store.BlobWriter, error)
 	// Deliver makes the message durable in every recipient's mailbox.

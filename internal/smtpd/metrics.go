@@ -22,6 +22,10 @@ var (
 		Name: "postern_smtp_rejected_total",
 		Help: "Refused connections, recipients and messages, by reason.",
 	}, []string{"reason"})
+	authFailures = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "postern_smtp_auth_failures_total",
+		Help: "Failed SMTP AUTH attempts on the submission listeners.",
+	})
 	bytesReceived = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "postern_smtp_bytes_received_total",
 		Help: "Message bytes received in accepted messages.",
@@ -36,6 +40,9 @@ const (
 	reasonTooManyRcpts   = "too_many_recipients"
 	reasonBareLineEnd    = "bare_line_end"
 	reasonLineTooLong    = "line_too_long"
+	reasonAuthRequired   = "auth_required"
+	reasonSenderNotOwned = "sender_not_owned"
+	reasonLoop           = "mail_loop"
 	reasonBadAddress     = "bad_address"
 	reasonTempFailure    = "temporary_failure"
 	reasonTooManyConns   = "too_many_connections"
@@ -44,7 +51,7 @@ const (
 )
 
 func init() {
-	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonLineTooLong,
+	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonLineTooLong, reasonAuthRequired, reasonSenderNotOwned, reasonLoop,
 		reasonBadAddress, reasonTempFailure, reasonTooManyConns, reasonTooManyPerIP, reasonDataIncomplete} {
 		messagesRejected.WithLabelValues(r)
 	}

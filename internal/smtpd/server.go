@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern-mail/postern/internal/auth"
 )
 
 // Config is what the SMTP server needs to know.
@@ -26,6 +28,16 @@ type Config struct {
 	CommandTimeout      time.Duration
 	DataTimeout         time.Duration
 	Logger              *slog.Logger
+
+	// Submission makes this a submission server (587/465): AUTH required
+	// (offered only under TLS), relaying to any domain for the
+	// authenticated user, DSN parameters honoured.
+	Submission bool
+	// Throttle counts failed logins per IP and account (shared with IMAP
+	// and POP3); nil: no throttling.
+	Throttle *auth.Throttle
+	// AuthFailDelay is slept (plus jitter) after each failed AUTH.
+	AuthFailDelay time.Duration
 }
 
 // Server is an MX SMTP server.
@@ -54,6 +66,7 @@ func New(cfg Config, be Backend) *Server {
 	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = cfg.CommandTimeout
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = cfg.Submission
 	srv.ErrorLog = slogAdapter{s.log}
 	s.srv = srv
 	return s

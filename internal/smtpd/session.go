@@ -40,16 +40,24 @@ type session struct {
 	from    string
 	hasMail bool
 	rcpts   []recipient
+	remote  []store.RemoteRecipient // submission: recipients in other domains
+	ret     string                  // DSN RET
+	envID   string                  // DSN ENVID
+	user    *store.User             // submission: the authenticated user
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	ip := remoteIP(c.Conn().RemoteAddr())
-	return &session{s: s, conn: c, ip: ip, log: s.log.With("ip", ip)}, nil
+	ss := &session{s: s, conn: c, ip: ip, log: s.log.With("ip", ip)}
+	if s.cfg.Submission {
+		return &submissionSession{ss}, nil
+	}
+	return ss, nil
 }
 
 func (ss *session) Reset() {
 	ss.mu.Lock()
-	ss.from, ss.hasMail, ss.rcpts = "", false, nil
+	ss.from, ss.hasMail, ss.rcpts, ss.remote, ss.ret, ss.envID = "", false, nil, nil, "", ""
 	ss.mu.Unlock()
 }
 
@@ -70,7 +78,32 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	ss.mu.Lock()
-	ss.from, ss.hasMail, ss.rcpts = from, true, nil
+	user := ss.user
+	ss.mu.Unlock()
+	if ss.s.cfg.Submission {
+		if user == nil {
+			messagesRejected.WithLabelValues(reasonAuthRequired).Inc()
+			return errAuthRequired
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ok, err := ss.senderAllowed(ctx, user, from)
+		if err != nil {
+			ss.log.Error("sender lookup failed", "err", err)
+			return errTempLookup
+		}
+		if !ok {
+			messagesRejected.WithLabelValues(reasonSenderNotOwned).Inc()
+			ss.log.Info("sender refused", "from", from, "status", "not the user's address")
+			return smtpErr(553, smtp.EnhancedCode{5, 7, 1}, "<"+from+">: Sender address not owned by user "+user.Address)
+		}
+	}
+	ss.mu.Lock()
+	ss.from, ss.hasMail, ss.rcpts, ss.remote = from, true, nil, nil
+	ss.ret, ss.envID = "", ""
+	if opts != nil {
+		ss.ret, ss.envID = string(opts.Return), opts.EnvelopeID
+	}
 	ss.mu.Unlock()
 	return nil
 }
@@ -129,6 +162,30 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			return errTempLookup
 		}
 	}
+	ss.mu.Lock()
+	user := ss.user
+	ss.mu.Unlock()
+	if ss.s.cfg.Submission && user == nil {
+		return errAuthRequired
+	}
+	if !local && user != nil {
+		// Authenticated submission: any domain, delivered by the queue.
+		rr := store.RemoteRecipient{Address: to}
+		if opts != nil {
+			var notify []string
+			for _, n := range opts.Notify {
+				notify = append(notify, string(n))
+			}
+			rr.Notify = strings.Join(notify, ",")
+			if opts.OriginalRecipient != "" {
+				rr.ORcpt = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+			}
+		}
+		ss.mu.Lock()
+		ss.remote = append(ss.remote, rr)
+		ss.mu.Unlock()
+		return nil
+	}
 	if !local {
 		messagesRejected.WithLabelValues(reasonRelayDenied).Inc()
 		ss.log.Info("recipient rejected", "from", ss.from, "to", to, "status", "relay denied")
@@ -155,7 +212,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	ss.mu.Lock()
-	from, rcpts := ss.from, ss.rcpts
+	from, rcpts, remote, ret, envID, user := ss.from, ss.rcpts, ss.remote, ss.ret, ss.envID, ss.user
 	ss.mu.Unlock()
 	if lc := limitedConnOf(ss.conn.Conn()); lc != nil && ss.s.cfg.DataTimeout > 0 {
 		// go-smtp sets a deadline per command line, not while reading
@@ -174,7 +231,7 @@ func (ss *session) Data(r io.Reader) error {
 	qid := bw.QueueID()
 	now := time.Now()
 	tlsState, isTLS := ss.conn.TLSConnectionState()
-	if _, err := io.WriteString(bw, ss.receivedHeader(qid, rcpts, now, tlsState, isTLS)); err != nil {
+	if _, err := io.WriteString(bw, ss.receivedHeader(qid, rcpts, remote, user != nil, now, tlsState, isTLS)); err != nil {
 		bw.Abort()
 		return ss.storageFailure(qid, from, err)
 	}
@@ -216,14 +273,28 @@ func (ss *session) Data(r io.Reader) error {
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message incomplete, not accepted")
 		}
 	}
+	var delivered []string
+	if n := countReceived(chk.header.Bytes()) + 1; n > maxReceived { // ours included
+		// RFC 5321 6.3: a mail loop.
+		bw.Abort()
+		messagesRejected.WithLabelValues(reasonLoop).Inc()
+		ss.log.Info("message rejected", "qid", qid, "from", from, "status", "mail loop", "received_headers", n)
+		return smtpErr(554, smtp.EnhancedCode{5, 4, 6}, fmt.Sprintf("Too many Received headers (%d): mail loop", n))
+	}
 	d := &store.Delivery{
 		Blob:            bw,
 		From:            from,
 		HeaderMessageID: headerMessageID(chk.header.Bytes()),
 		Received:        now,
+		Remote:          remote,
+		Ret:             ret,
+		EnvID:           envID,
+	}
+	for _, r := range remote {
+		d.Events = append(d.Events, store.Event{Time: now, Kind: "queued", Detail: fmt.Sprintf("to=<%s> route=remote", r.Address)})
+		delivered = append(delivered, r.Address)
 	}
 	seen := map[int64]bool{}
-	var delivered []string
 	for _, rc := range rcpts {
 		for _, u := range rc.users {
 			if seen[u.ID] { // one copy per user, like Postfix's duplicate elimination
@@ -242,6 +313,9 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	d.Events = append([]store.Event{{Time: now, Kind: "received", Detail: fmt.Sprintf("from=<%s> ip=%s helo=%s tls=%q size=%d nrcpt=%d msgid=<%s>",
 		from, ss.ip, sanitize(ss.conn.Hostname()), tlsInfo, bw.Size(), len(rcpts), d.HeaderMessageID)}}, d.Events...)
+	if user != nil {
+		d.Events[0].Detail += " user=" + user.Address
+	}
 	if err := ss.s.be.Deliver(context.Background(), d); err != nil {
 		return ss.storageFailure(qid, from, err)
 	}
@@ -260,9 +334,14 @@ func (ss *session) storageFailure(qid, from string, err error) error {
 
 // receivedHeader is the trace header of RFC 5321 4.4, with the TLS details
 // Postfix also records.
-func (ss *session) receivedHeader(qid string, rcpts []recipient, now time.Time, st tls.ConnectionState, isTLS bool) string {
-	proto := "ESMTP"
-	if isTLS {
+func (ss *session) receivedHeader(qid string, rcpts []recipient, remote []store.RemoteRecipient, authenticated bool, now time.Time, st tls.ConnectionState, isTLS bool) string {
+	proto := "ESMTP" // RFC 3848
+	switch {
+	case isTLS && authenticated:
+		proto = "ESMTPSA"
+	case authenticated:
+		proto = "ESMTPA"
+	case isTLS:
 		proto = "ESMTPS"
 	}
 	var b strings.Builder
@@ -270,8 +349,10 @@ func (ss *session) receivedHeader(qid string, rcpts []recipient, now time.Time, 
 	if isTLS {
 		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
-	if len(rcpts) == 1 {
+	if len(rcpts) == 1 && len(remote) == 0 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(rcpts[0].address))
+	} else if len(rcpts) == 0 && len(remote) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(remote[0].Address))
 	}
 	fmt.Fprintf(&b, "; %s\r\n", now.Format(time.RFC1123Z))
 	return b.String()
@@ -288,6 +369,21 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// maxReceived is the most Received: headers a message may carry before it
+// is taken for a mail loop (RFC 5321 6.3; Postfix's hopcount_limit is 50).
+const maxReceived = 50
+
+// countReceived counts Received: fields in a header section.
+func countReceived(hdr []byte) int {
+	n := 0
+	for _, line := range bytes.Split(hdr, []byte("\r\n")) {
+		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+			n++
+		}
+	}
+	return n
 }
 
 // headerMessageID extracts the Message-ID header from a header section.
