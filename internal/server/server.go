@@ -96,7 +96,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}()
 	}
 
-	throttle := auth.NewThrottle() // failed logins, shared by IMAP and POP3 (SMTP AUTH to come)
+	throttle := auth.NewThrottle() // failed logins, shared by SMTP AUTH, IMAP and POP3
+	ob, err := startOutbound(cfg, st, tlsConfig, throttle, log, listen, &wg, errc, out)
+	if err != nil {
+		return err
+	}
 	imapSrv := imapd.New(imapd.Config{
 		TLS:                 tlsConfig,
 		MaxConnections:      cfg.Limits.MaxConnections,
@@ -167,13 +171,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 			}
 		}()
 	}
-	for svc, addrs := range map[string][]string{
-		"submission": cfg.Listen.Submission, "submissions": cfg.Listen.Submissions,
-	} {
-		if len(addrs) > 0 {
-			log.Warn("service not implemented in this version; not listening", "svc", svc, "addrs", addrs)
-		}
-	}
 	log.Info("postern started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
 	fmt.Fprintln(out, "postern ready")
 
@@ -187,6 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace.Duration)
 	defer cancel()
 	smtpSrv.Shutdown(sctx)
+	ob.stop(sctx)
 	httpSrv.Shutdown(sctx)
 	closeAll()
 	imapSrv.Close()
