@@ -50,8 +50,9 @@ func unfold(s string) string {
 // addrParser reads an RFC 5322 3.4 address-list loosely: whatever can be
 // recognised is kept, in order.
 type addrParser struct {
-	s string
-	i int
+	s       string
+	i       int
+	comment string // the last comment skipped: the name of "addr (Name)"
 }
 
 func parseAddressList(s string) []imap.Address {
@@ -79,10 +80,12 @@ func parseAddressList(s string) []imap.Address {
 			continue
 		}
 		start := p.i
+		p.comment = ""
 		words, spec := p.words()
+		p.skipCFWS()
 		if p.i >= len(p.s) {
 			if spec != "" {
-				out = append(out, mailboxAddr("", spec))
+				out = append(out, mailboxAddr(p.comment, spec))
 			}
 			break
 		}
@@ -96,20 +99,22 @@ func parseAddressList(s string) []imap.Address {
 			inGroup = true
 		case '<':
 			p.i++
-			end := strings.IndexByte(p.s[p.i:], '>')
 			var addr string
-			if end < 0 {
-				addr, p.i = p.s[p.i:], len(p.s)
-			} else {
-				addr, p.i = p.s[p.i:p.i+end], p.i+end+1
+			for {
+				_, addr = p.words()
+				if p.i < len(p.s) && (p.s[p.i] == ':' || p.s[p.i] == ',') {
+					p.i++ // an obsolete route ("@a,@b:") comes before the address
+					continue
+				}
+				break
 			}
-			if k := strings.LastIndexByte(addr, ':'); k >= 0 { // obsolete route
-				addr = addr[k+1:]
+			if p.i < len(p.s) && p.s[p.i] == '>' {
+				p.i++
 			}
-			out = append(out, mailboxAddr(strings.Join(words, " "), strings.TrimSpace(addr)))
+			out = append(out, mailboxAddr(strings.Join(words, " "), addr))
 		default: // ',' or ';' or a stray special
 			if spec != "" {
-				out = append(out, mailboxAddr("", spec))
+				out = append(out, mailboxAddr(p.comment, spec))
 			}
 			if p.i == start {
 				p.i++ // skip a character nothing could use
@@ -147,6 +152,7 @@ func (p *addrParser) skipCFWS() {
 			p.i++
 		case c == '(':
 			depth := 0
+			start := p.i
 			for p.i < len(p.s) {
 				switch p.s[p.i] {
 				case '\\':
@@ -161,6 +167,7 @@ func (p *addrParser) skipCFWS() {
 					break
 				}
 			}
+			p.comment = strings.TrimSpace(strings.Trim(p.s[start:p.i], "()"))
 		default:
 			return
 		}

@@ -14,7 +14,7 @@ func TestParseAddressList(t *testing.T) {
 	}{
 		{"bob@example.org", []imap.Address{{Mailbox: "bob", Host: "example.org"}}},
 		{`"Bob, Jr." <bob@example.org>, carol@example.net (Carol C)`, []imap.Address{
-			{Name: "Bob, Jr.", Mailbox: "bob", Host: "example.org"}, {Mailbox: "carol", Host: "example.net"}}},
+			{Name: "Bob, Jr.", Mailbox: "bob", Host: "example.org"}, {Name: "Carol C", Mailbox: "carol", Host: "example.net"}}},
 		{"=?utf-8?q?J=C3=B6rg?= <jorg@example.de>", []imap.Address{{Name: "=?utf-8?q?J=C3=B6rg?=", Mailbox: "jorg", Host: "example.de"}}},
 		{"undisclosed-recipients:;", []imap.Address{{Mailbox: "undisclosed-recipients"}, {}}},
 		{"Friends: ann@a.example, Ben <ben@b.example>; dan@d.example", []imap.Address{
@@ -22,7 +22,12 @@ func TestParseAddressList(t *testing.T) {
 			{Mailbox: "dan", Host: "d.example"}}},
 		{"alice", []imap.Address{{Mailbox: "alice", Host: "MISSING_DOMAIN"}}},
 		{"Ann (the boss) Smith <ann@x.example>", []imap.Address{{Name: "Ann Smith", Mailbox: "ann", Host: "x.example"}}},
+		{"a@x.example (A), b@y.example", []imap.Address{{Name: "A", Mailbox: "a", Host: "x.example"}, {Mailbox: "b", Host: "y.example"}}},
 		{"<@route.example:eve@e.example>", []imap.Address{{Mailbox: "eve", Host: "e.example"}}},
+		{"user@domain (Real Name)", []imap.Address{{Name: "Real Name", Mailbox: "user", Host: "domain"}}},
+		{"<user-from (comment)@ (comment) domain.org>", []imap.Address{{Mailbox: "user-from", Host: "domain.org"}}},
+		{"group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;", []imap.Address{{Mailbox: "group"}, {Mailbox: "g1", Host: "d1.org"},
+			{Mailbox: "g2", Host: "d2.org"}, {}, {Mailbox: "group2"}, {Mailbox: "g3", Host: "d3.org"}, {}}},
 		{"", nil},
 	} {
 		if got := parseAddressList(tc.in); !reflect.DeepEqual(got, tc.want) {

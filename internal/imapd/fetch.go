@@ -51,6 +51,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 
+	if err := sel.preannounce(entries); err != nil {
+		return err
+	}
 	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	for _, r := range refs {

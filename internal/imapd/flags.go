@@ -74,6 +74,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err != nil {
 		return s.storeError("store", err)
 	}
+	if err := sel.preannounce(entries); err != nil {
+		return err
+	}
 	byUID := make(map[uint32]*store.Entry, len(entries))
 	for i := range entries {
 		byUID[entries[i].UID] = &entries[i]

@@ -120,7 +120,9 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			if e.mb != nil {
 				p.children = true
 			}
-			if e.subscribed {
+			// RFC 5258 3.5: CHILDINFO for subscribed descendants that the
+			// patterns do not match themselves.
+			if e.subscribed && !matchAny(name, ref, patterns) {
 				p.subChild = true
 			}
 		}
@@ -141,7 +143,15 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			continue
 		}
 		data := &imap.ListData{Mailbox: name, Delim: delim}
+		noselect := false
 		switch {
+		case lsub && !e.subscribed:
+			// RFC 3501 6.3.9: with "%", a parent of subscribed mailboxes
+			// the pattern does not reach is listed as \Noselect.
+			if !e.subChild {
+				continue
+			}
+			noselect = true
 		case options.SelectSubscribed && !e.subscribed:
 			if !options.SelectRecursiveMatch || !e.subChild {
 				continue
@@ -153,7 +163,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		if options.SelectSpecialUse && (e.mb == nil || e.mb.SpecialUse == "") {
 			continue
 		}
-		if e.mb == nil {
+		if e.mb == nil || noselect {
 			if options.SelectSubscribed && !lsub {
 				data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
 			} else {

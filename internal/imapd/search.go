@@ -312,14 +312,17 @@ func matchHeader(h *mail.Header, key, value string) bool {
 	value = strings.ToLower(value)
 	for fields.Next() {
 		if addressFields[key] {
-			if addrs, err := mail.ParseAddressList(fields.Value()); err == nil {
-				for _, a := range addrs {
-					if strings.Contains(strings.ToLower(a.Name+" <"+a.Address+">"), value) {
-						return true
-					}
+			// Our own parse: groups, comments and routes handled as in ENVELOPE.
+			for _, a := range parseAddressList(unfold(fields.Value())) {
+				text := a.Name + " " + a.Mailbox // a group's name
+				if a.Host != "" {
+					text = a.Name + " <" + a.Mailbox + "@" + a.Host + ">"
 				}
-				continue
+				if strings.Contains(strings.ToLower(text), value) {
+					return true
+				}
 			}
+			continue
 		}
 		v, err := fields.Text()
 		if err != nil {

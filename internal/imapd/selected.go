@@ -26,6 +26,13 @@ type selected struct {
 	keywords  []string            // keywords announced in FLAGS
 	queue     []store.Change      // taken from sub, not yet told (expunges held back)
 	searchRes []uint32            // SEARCH RETURN (SAVE) result (RFC 5182)
+
+	// Keywords seen in a FETCH or STORE answer before a FLAGS response
+	// announced them are left out there; the next poll announces them and
+	// sends those messages' flags again (RFC 9051 7.3.5: a client learns
+	// keywords from FLAGS).
+	unannounced []string
+	resend      []uint32
 }
 
 func (sel *selected) close() { sel.sub.Close() }
@@ -62,8 +69,13 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		return nil, s.storeError("select", err)
 	}
 	sel := &selected{s: s, mb: mb, readOnly: options.ReadOnly, sub: sub, uids: uids, keywords: kws, recent: map[uint32]struct{}{}}
-	if !sel.readOnly && len(uids) > 0 {
-		prev := s.srv.claimRecent(mb.ID, uids[len(uids)-1])
+	if len(uids) > 0 {
+		// EXAMINE shows \Recent without taking it away from others.
+		upto := uids[len(uids)-1]
+		if sel.readOnly {
+			upto = 0
+		}
+		prev := s.srv.claimRecent(mb.ID, upto)
 		i, _ := slices.BinarySearch(uids, prev+1)
 		for _, u := range uids[i:] {
 			sel.recent[u] = struct{}{}
@@ -137,9 +149,64 @@ func (sel *selected) imapFlags(uid uint32, f store.Flags, kws []string) []imap.F
 		out = append(out, flagRecent)
 	}
 	for _, k := range kws {
+		if !slices.ContainsFunc(sel.keywords, func(o string) bool { return strings.EqualFold(o, k) }) {
+			if !slices.Contains(sel.unannounced, k) {
+				sel.unannounced = append(sel.unannounced, k)
+			}
+			if !slices.Contains(sel.resend, uid) {
+				sel.resend = append(sel.resend, uid)
+			}
+			continue
+		}
 		out = append(out, imap.Flag(k))
 	}
 	return out
+}
+
+// preannounce sends FLAGS for keywords of entries the client has not
+// been told of, before a FETCH or STORE answer shows them.
+func (sel *selected) preannounce(entries []store.Entry) error {
+	var kws []string
+	for _, e := range entries {
+		for _, k := range e.Keywords {
+			if !slices.ContainsFunc(sel.keywords, func(o string) bool { return strings.EqualFold(o, k) }) {
+				kws = append(kws, k)
+			}
+		}
+	}
+	if len(kws) == 0 {
+		return nil
+	}
+	w := sel.s.updateWriter()
+	if w == nil {
+		return nil // announced at the next poll instead
+	}
+	return sel.noteKeywords(w, kws)
+}
+
+// announce sends FLAGS for keywords left out of earlier answers, then the
+// full flags of the messages concerned.
+func (sel *selected) announce(w *imapserver.UpdateWriter) error {
+	if len(sel.unannounced) == 0 {
+		return nil
+	}
+	kws, uids := sel.unannounced, sel.resend
+	sel.unannounced, sel.resend = nil, nil
+	if err := sel.noteKeywords(w, kws); err != nil {
+		return err
+	}
+	entries, err := sel.s.srv.backend.EntriesByUID(sel.s.ctx(), sel.mb.ID, uids)
+	if err != nil {
+		return sel.s.storeError("flags", err)
+	}
+	for _, e := range entries {
+		if seq := sel.seqOf(e.UID); seq != 0 {
+			if err := w.WriteMessageFlags(seq, imap.UID(e.UID), sel.imapFlags(e.UID, e.Flags, e.Keywords)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // noteKeywords announces keywords new to the client with a FLAGS response
@@ -169,6 +236,9 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 }
 
 func (sel *selected) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if err := sel.announce(w); err != nil {
+		return err
+	}
 	sel.queue = append(sel.queue, sel.sub.Take()...)
 	if len(sel.queue) == 0 {
 		return nil

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -92,6 +94,22 @@ func (s *session) Login(username, password string) error {
 	s.log = s.log.With("user", u.Address)
 	s.log.Info("imap login")
 	return nil
+}
+
+// updateWriter returns a writer for untagged updates outside Poll and
+// Idle. Go-imap hands one only to those, but a FETCH or STORE answer must
+// be preceded by FLAGS when it shows a keyword the client has not seen;
+// the writer is go-imap's own, pointed at this connection. Nil if
+// go-imap's layout changed (the tests notice: announcements then come
+// after the answer).
+func (s *session) updateWriter() *imapserver.UpdateWriter {
+	w := &imapserver.UpdateWriter{}
+	f := reflect.ValueOf(w).Elem().FieldByName("conn")
+	if !f.IsValid() || f.Type() != reflect.TypeOf(s.conn) {
+		return nil
+	}
+	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Set(reflect.ValueOf(s.conn))
+	return w
 }
 
 // AppendLimit is the largest message APPEND accepts (RFC 7889).

@@ -133,7 +133,18 @@ func createMailbox(w *wtx, userID int64, name, specialUse string) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.Exec(`INSERT INTO mailboxes(user_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)`, userID, name, specialUse, uv)
+	// Mailbox IDs are never reused (SQLite would hand a deleted mailbox's
+	// ID to the next one): sessions and the change broadcaster know
+	// mailboxes by ID.
+	var id int64
+	if err := w.QueryRow(`SELECT max(coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_mailbox_id'), 0),
+		coalesce((SELECT max(id) FROM mailboxes), 0)) + 1`).Scan(&id); err != nil {
+		return err
+	}
+	if _, err := w.Exec(`INSERT INTO meta(key, value) VALUES ('last_mailbox_id', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, fmt.Sprint(id)); err != nil {
+		return err
+	}
+	_, err = w.Exec(`INSERT INTO mailboxes(id, user_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?, ?)`, id, userID, name, specialUse, uv)
 	if isUnique(err) {
 		return fmt.Errorf("mailbox %s: %w", name, store.ErrExists)
 	}

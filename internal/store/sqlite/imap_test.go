@@ -332,3 +332,23 @@ func TestEntriesByUIDFragmented(t *testing.T) {
 		t.Fatalf("got %v want %v", got, want)
 	}
 }
+
+func TestMailboxIDsNeverReused(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	u := mustUser(t, s, "alice@example.test")
+	mb, err := s.CreateMailbox(ctx, u.ID, "Tmp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMailbox(ctx, u.ID, "Tmp"); err != nil {
+		t.Fatal(err)
+	}
+	mb2, err := s.CreateMailbox(ctx, u.ID, "Tmp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb2.ID == mb.ID || mb2.UIDValidity <= mb.UIDValidity {
+		t.Fatalf("recreated mailbox reuses ID %d or UIDVALIDITY %d", mb2.ID, mb2.UIDValidity)
+	}
+}
