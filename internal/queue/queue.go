@@ -335,3 +335,32 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// Delete removes entries by hand (postern queue delete): the sender gets a
+// failure DSN for them unless silent.
+func (q *Queue) Delete(ctx context.Context, ids []int64, silent bool) (int, error) {
+	now := q.cfg.Now()
+	byMsg := map[int64][]dsnRecipient{}
+	var order []int64
+	var found []int64
+	var events []store.Event
+	for _, id := range ids {
+		e, err := q.st.QueueEntry(ctx, id)
+		if err != nil {
+			return len(found), err
+		}
+		found = append(found, id)
+		events = append(events, store.Event{QueueID: e.QueueID, Time: now, Kind: "deleted", Detail: fmt.Sprintf("to=<%s> by the administrator silent=%v", e.Recipient, silent)})
+		if _, ok := byMsg[e.MessageID]; !ok {
+			order = append(order, e.MessageID)
+		}
+		byMsg[e.MessageID] = append(byMsg[e.MessageID], dsnRecipient{entry: e, when: now,
+			result: Result{Recipient: e.Recipient, Code: 550, Enhanced: "5.0.0", Text: "Message deleted from the queue by the administrator; last error: " + orNone(e.LastError)}})
+	}
+	if !silent {
+		for _, m := range order {
+			q.sendDSN(ctx, dsnFailure, byMsg[m])
+		}
+	}
+	return len(found), q.st.FinishEntries(ctx, found, events)
+}
