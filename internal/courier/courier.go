@@ -1,0 +1,305 @@
+// Package courier delivers a queued message to the recipients of one remote
+// domain: it finds the domain's mail exchangers (MX by preference, the
+// implicit MX when there is none, RFC 5321 5.1; null MX is a permanent
+// failure, RFC 7505), or uses a configured smarthost, connects with
+// opportunistic STARTTLS, and runs one SMTP transaction for all the domain's
+// recipients. Every recipient gets a result: 2xx delivered, 4xx retry later
+// (including DNS and connection trouble), 5xx permanent. Connections are kept
+// idle for a short while and reused for the next message to the same host.
+package courier
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/postern-mail/postern/internal/dnsx"
+)
+
+// Defaults for zero Config fields.
+const (
+	defaultConnectTimeout = 30 * time.Second
+	defaultCommandTimeout = 5 * time.Minute // RFC 5321 4.5.3.2
+	defaultMaxPerDomain   = 5
+	idleTimeout           = 30 * time.Second // how long an idle connection is kept
+)
+
+// Config configures a Courier.
+type Config struct {
+	Hostname                 string         // EHLO name
+	Resolver                 *dnsx.Resolver // nil: the system resolver
+	MXPort                   int            // port used on MX hosts (25 when zero)
+	RelayHost                string         // "host:port" smarthost; empty: deliver by MX
+	RelayUser, RelayPassword string         // optional AUTH PLAIN to the smarthost, only over TLS
+	ConnectTimeout           time.Duration  // TCP connect
+	CommandTimeout           time.Duration  // each command's reply, and each write of the message
+	MaxPerDomain             int            // concurrent connections per destination domain
+	Logger                   *slog.Logger
+	// RootCAs verify remote certificates (nil: the system's roots). TLS is
+	// opportunistic: the result is recorded, never enforced.
+	RootCAs *x509.CertPool
+}
+
+// Envelope is the SMTP envelope of one delivery.
+type Envelope struct {
+	From       string   // reverse path; "" for a bounce
+	Recipients []string // all in the destination domain
+	UTF8       bool     // the message or an address needs SMTPUTF8 (RFC 6531)
+	Size       int64    // message size in bytes, for SIZE= (RFC 1870); 0: unknown
+}
+
+// RcptResult is the outcome for one recipient. Code 250 means delivered;
+// other 2xx too. Enhanced is the RFC 3463 status ("5.1.1"), "X.0.0" when the
+// remote gave none.
+type RcptResult struct {
+	Recipient string
+	Code      int
+	Enhanced  string
+	Text      string
+}
+
+// Attempt is what one call of Deliver did.
+type Attempt struct {
+	Domain   string
+	Host     string       // the MX host (or relay) last talked to or tried
+	IP       string       // its address
+	TLS      string       // "TLS 1.3 TLS_AES_128_GCM_SHA256"; "" in plaintext
+	Verified bool         // the TLS certificate verified for Host (opportunistic TLS delivers either way)
+	Results  []RcptResult // one per recipient, in Envelope order
+}
+
+// Courier delivers messages to remote hosts. It is safe for concurrent use.
+type Courier struct {
+	cfg  Config
+	log  *slog.Logger
+	res  *dnsx.Resolver
+	pool *pool
+
+	mu   sync.Mutex
+	sems map[string]*domainSem
+}
+
+type domainSem struct {
+	ch    chan struct{}
+	users int
+}
+
+// New returns a Courier.
+func New(cfg Config) *Courier {
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.MXPort == 0 {
+		cfg.MXPort = 25
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = defaultCommandTimeout
+	}
+	if cfg.MaxPerDomain <= 0 {
+		cfg.MaxPerDomain = defaultMaxPerDomain
+	}
+	c := &Courier{cfg: cfg, log: cfg.Logger, res: cfg.Resolver, sems: map[string]*domainSem{}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.res == nil {
+		c.res = dnsx.New("", 0)
+	}
+	c.pool = newPool(idleTimeout)
+	return c
+}
+
+// Close closes the idle pooled connections (with QUIT).
+func (c *Courier) Close() {
+	c.pool.close()
+}
+
+// Deliver delivers the message that open returns to env.Recipients, all in
+// domain, in one transaction. open may be called more than once (a retry on
+// another host); each reader is closed. The Attempt has one result per
+// recipient.
+func (c *Courier) Deliver(ctx context.Context, domain string, env Envelope, open func() (io.ReadCloser, error)) Attempt {
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	att := Attempt{Domain: domain}
+	release, err := c.acquire(ctx, domain)
+	if err != nil {
+		att.Results = all(env, reply{451, "4.4.2", "delivery interrupted: " + err.Error(), false})
+		return att
+	}
+	defer release()
+
+	att = c.deliver(ctx, domain, env, open)
+	c.logAttempt(env, att)
+	return att
+}
+
+// deliver routes and runs the transaction.
+func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open func() (io.ReadCloser, error)) Attempt {
+	att := Attempt{Domain: domain}
+	hosts, port, fail := c.route(ctx, domain)
+	if fail != nil {
+		att.Results = all(env, *fail)
+		return att
+	}
+	last := reply{451, "4.4.1", "no mail exchanger could be reached", false}
+	for _, host := range hosts {
+		att.Host = host
+		ips, err := c.res.LookupIP(ctx, host)
+		if err != nil {
+			last = dnsReply(host, err)
+			if errors.Is(err, dnsx.ErrNotFound) {
+				// An MX pointing nowhere is a DNS misconfiguration: retry later.
+				last = reply{451, "4.4.4", fmt.Sprintf("mail exchanger %s has no address", host), false}
+			}
+			continue
+		}
+		for _, ip := range ips {
+			att.IP = ip.String()
+			addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
+			cn, r := c.connect(ctx, host, addr)
+			if cn == nil {
+				last = r
+				if r.code >= 500 && r.final {
+					att.Results = all(env, r)
+					return att
+				}
+				continue
+			}
+			att.TLS, att.Verified = cn.tls, cn.verified
+			res, reusable := c.transact(ctx, cn, env, open)
+			att.Results = res
+			if reusable && ctx.Err() == nil {
+				c.pool.put(cn)
+			} else {
+				cn.close()
+			}
+			return att
+		}
+	}
+	att.Results = all(env, last)
+	return att
+}
+
+// route returns the hosts to try, in order, and the port, or a reply for
+// every recipient when the domain cannot receive mail now or ever.
+func (c *Courier) route(ctx context.Context, domain string) ([]string, int, *reply) {
+	if c.cfg.RelayHost != "" {
+		host, p, err := net.SplitHostPort(c.cfg.RelayHost)
+		port, perr := strconv.Atoi(p)
+		if err != nil || perr != nil {
+			return nil, 0, &reply{451, "4.3.5", fmt.Sprintf("bad relay host %q", c.cfg.RelayHost), false}
+		}
+		return []string{host}, port, nil
+	}
+	mxs, err := c.res.LookupMX(ctx, domain)
+	switch {
+	case errors.Is(err, dnsx.ErrNullMX):
+		// RFC 7505 4.1.
+		return nil, 0, &reply{556, "5.1.10", fmt.Sprintf("domain %s does not accept mail (null MX)", domain), true}
+	case err != nil && !errors.Is(err, dnsx.ErrNotFound):
+		r := dnsReply(domain, err)
+		return nil, 0, &r
+	}
+	if len(mxs) == 0 {
+		// RFC 5321 5.1: no MX, the domain itself is the implicit MX; the
+		// system resolver reports a domain without MX as not found too, so
+		// the address lookup decides whether the domain exists.
+		if _, err := c.res.LookupIP(ctx, domain); err != nil {
+			r := dnsReply(domain, err)
+			return nil, 0, &r
+		}
+		return []string{domain}, c.cfg.MXPort, nil
+	}
+	hosts := make([]string, len(mxs))
+	for i, m := range mxs {
+		hosts[i] = m.Host
+	}
+	return hosts, c.cfg.MXPort, nil
+}
+
+// acquire takes one of the domain's connection slots.
+func (c *Courier) acquire(ctx context.Context, domain string) (func(), error) {
+	c.mu.Lock()
+	s := c.sems[domain]
+	if s == nil {
+		s = &domainSem{ch: make(chan struct{}, c.cfg.MaxPerDomain)}
+		c.sems[domain] = s
+	}
+	s.users++
+	c.mu.Unlock()
+	done := func() {
+		c.mu.Lock()
+		if s.users--; s.users == 0 {
+			delete(c.sems, domain)
+		}
+		c.mu.Unlock()
+	}
+	select {
+	case s.ch <- struct{}{}:
+		return func() { <-s.ch; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	}
+}
+
+// reply is an SMTP reply, ours or the remote's.
+type reply struct {
+	code     int
+	enhanced string
+	text     string
+	final    bool // do not try other hosts
+}
+
+func all(env Envelope, r reply) []RcptResult {
+	out := make([]RcptResult, len(env.Recipients))
+	for i, rcpt := range env.Recipients {
+		out[i] = r.result(rcpt)
+	}
+	return out
+}
+
+func (r reply) result(rcpt string) RcptResult {
+	enh := r.enhanced
+	if enh == "" {
+		enh = fmt.Sprintf("%d.0.0", r.code/100)
+	}
+	return RcptResult{Recipient: rcpt, Code: r.code, Enhanced: enh, Text: r.text}
+}
+
+// dnsReply turns a DNS failure into a reply.
+func dnsReply(name string, err error) reply {
+	switch {
+	case errors.Is(err, dnsx.ErrNullMX):
+		return reply{556, "5.1.10", fmt.Sprintf("domain %s does not accept mail (null MX)", name), true}
+	case errors.Is(err, dnsx.ErrNotFound):
+		return reply{550, "5.1.2", fmt.Sprintf("no such domain: %s", name), true}
+	}
+	return reply{451, "4.4.3", fmt.Sprintf("DNS lookup failed: %v", err), false}
+}
+
+func (c *Courier) logAttempt(env Envelope, att Attempt) {
+	for _, r := range att.Results {
+		status := "deferred"
+		switch {
+		case r.Code >= 200 && r.Code < 300:
+			status = "sent"
+		case r.Code >= 500:
+			status = "bounced"
+		}
+		c.log.Info("delivery", "from", env.From, "to", r.Recipient, "domain", att.Domain,
+			"host", att.Host, "ip", att.IP, "tls", att.TLS, "status", status,
+			"reply", fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text))
+	}
+}

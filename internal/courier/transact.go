@@ -1,0 +1,215 @@
+package courier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// transact runs one mail transaction on cn for all of env's recipients and
+// returns a result for each, and whether cn can be used again.
+func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open func() (io.ReadCloser, error)) ([]RcptResult, bool) {
+	stop := context.AfterFunc(ctx, func() { cn.nc.Close() })
+	defer stop()
+	lost := func(err error, during string) reply {
+		if ctx.Err() != nil {
+			return reply{451, "4.4.2", fmt.Sprintf("delivery to %s interrupted during %s", cn.host, during), false}
+		}
+		return reply{451, "4.4.2", fmt.Sprintf("lost connection with %s during %s: %s", cn.host, during, netErrText(err)), false}
+	}
+
+	if env.UTF8 {
+		if ok, _ := cn.c.Extension("SMTPUTF8"); !ok {
+			// RFC 6531 3.4: no downgrade here; the sender learns why.
+			return all(env, reply{553, "5.6.7", fmt.Sprintf("%s does not support SMTPUTF8, which the message needs", cn.host), false}), true
+		}
+	}
+	// Open the message first: a read failure must not leave a DATA open.
+	msg, err := open()
+	if err != nil {
+		return all(env, reply{451, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false}), true
+	}
+	defer msg.Close()
+
+	if err := cn.c.Mail(env.From, &smtp.MailOptions{Size: env.Size, UTF8: env.UTF8}); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return all(env, remoteReply(se, cn.host)), c.reset(cn)
+		}
+		return all(env, lost(err, "MAIL FROM")), false
+	}
+
+	results := make([]RcptResult, len(env.Recipients))
+	var accepted []int
+	for i, rcpt := range env.Recipients {
+		err := cn.c.Rcpt(rcpt, nil)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			accepted = append(accepted, i)
+		case errors.As(err, &se):
+			results[i] = remoteReply(se, cn.host).result(rcpt)
+		default:
+			r := lost(err, "RCPT TO")
+			for j := range env.Recipients {
+				if j >= i || results[j].Code == 0 {
+					results[j] = r.result(env.Recipients[j])
+				}
+			}
+			return results, false
+		}
+	}
+	if len(accepted) == 0 {
+		return results, c.reset(cn)
+	}
+	setAccepted := func(r reply) {
+		for _, i := range accepted {
+			results[i] = r.result(env.Recipients[i])
+		}
+	}
+
+	w, err := cn.c.Data()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			setAccepted(remoteReply(se, cn.host))
+			return results, c.reset(cn)
+		}
+		setAccepted(lost(err, "DATA"))
+		return results, false
+	}
+	nw := &crlfWriter{w: w, conn: cn, timeout: c.cfg.CommandTimeout}
+	if _, err := io.Copy(nw, readerOnly{msg}); err != nil {
+		// Ending the DATA now would deliver a truncated message: drop the
+		// connection instead, the remote discards the transaction.
+		var re readError
+		if errors.As(err, &re) {
+			setAccepted(reply{451, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", re.err), false})
+		} else {
+			setAccepted(lost(err, "message transfer"))
+		}
+		return results, false
+	}
+	if err := nw.flush(); err != nil {
+		setAccepted(lost(err, "message transfer"))
+		return results, false
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			setAccepted(remoteReply(se, cn.host))
+			return results, true
+		}
+		// RFC 5321 6.1: no reply after the final dot: the message may have
+		// been delivered, but only a retry is safe from loss.
+		setAccepted(lost(err, "end of data"))
+		return results, false
+	}
+	text := fmt.Sprintf("%s said: %s", cn.host, resp.StatusText)
+	enh := ""
+	if code, rest, ok := cutEnhanced(resp.StatusText); ok {
+		enh, text = code, fmt.Sprintf("%s said: %s", cn.host, rest)
+	}
+	setAccepted(reply{250, enh, text, false})
+	return results, true
+}
+
+// reset ends an unfinished transaction and reports whether cn is still usable.
+func (c *Courier) reset(cn *conn) bool {
+	return cn.c.Reset() == nil
+}
+
+// cutEnhanced splits "2.0.0 OK" into its enhanced status code and text.
+func cutEnhanced(s string) (string, string, bool) {
+	var a, b, d int
+	var rest string
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			rest = s[i+1:]
+			s = s[:i]
+			break
+		}
+	}
+	if n, err := fmt.Sscanf(s, "%d.%d.%d", &a, &b, &d); err != nil || n != 3 || a < 2 || a > 5 {
+		return "", "", false
+	}
+	return fmt.Sprintf("%d.%d.%d", a, b, d), rest, true
+}
+
+// readError marks a failure to read the stored message (not the network).
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+
+// readerOnly hides WriterTo and tags read errors as ours.
+type readerOnly struct{ r io.Reader }
+
+func (r readerOnly) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
+}
+
+// crlfWriter turns every bare CR and bare LF into CRLF (RFC 5321 2.3.8: a
+// bare CR or LF must never be sent), so the dot-stuffing writer below it
+// sees only CRLF line ends. Each write refreshes the connection's deadline.
+type crlfWriter struct {
+	w       io.Writer
+	conn    *conn
+	timeout time.Duration
+	cr      bool // the last byte written was a CR, its LF not yet seen
+	buf     []byte
+}
+
+func (cw *crlfWriter) Write(p []byte) (int, error) {
+	out := cw.buf[:0]
+	for _, b := range p {
+		switch {
+		case b == '\r':
+			if cw.cr {
+				out = append(out, '\n') // the previous CR was bare
+			}
+			out = append(out, '\r')
+			cw.cr = true
+		case b == '\n':
+			if !cw.cr {
+				out = append(out, '\r')
+			}
+			out = append(out, '\n')
+			cw.cr = false
+		default:
+			if cw.cr {
+				out = append(out, '\n')
+				cw.cr = false
+			}
+			out = append(out, b)
+		}
+	}
+	cw.buf = out
+	if err := cw.write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flush completes a CR left at the very end of the message.
+func (cw *crlfWriter) flush() error {
+	if !cw.cr {
+		return nil
+	}
+	cw.cr = false
+	return cw.write([]byte{'\n'})
+}
+
+func (cw *crlfWriter) write(b []byte) error {
+	cw.conn.nc.SetWriteDeadline(time.Now().Add(cw.timeout))
+	_, err := cw.w.Write(b)
+	return err
+}
