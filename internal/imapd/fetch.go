@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"errors"
 	"io"
 
 	"github.com/emersion/go-imap/v2"
@@ -63,7 +64,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 		var raw []byte
 		if needBody {
-			if raw, err = s.readMessage(sel.mb.ID, r.uid); err != nil {
+			if raw, err = s.readMessage(sel.mb.ID, r.uid); errors.Is(err, store.ErrNotFound) {
+				continue // expunged by another session since; its EXPUNGE comes later
+			} else if err != nil {
 				return s.storeError("fetch: reading message", err)
 			}
 		}
