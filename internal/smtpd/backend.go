@@ -23,6 +23,9 @@ import (
 type Backend interface {
 	// HasDomain reports whether mail for domain is accepted here.
 	HasDomain(ctx context.Context, domain string) (bool, error)
+	// ResolveRecipient maps a local address to its users and the remote
+	// addresses an alias forwards it to (store.ErrNotFound if none).
+	ResolveRecipient(ctx context.Context, address string) (users []store.User, forward []string, err error)
 	// ResolveLocal maps a local address to its users (store.ErrNotFound if none).
 	ResolveLocal(ctx context.Context, address string) ([]store.User, error)
 	// UserByAddress finds an account, for AUTH on submission.

@@ -191,7 +191,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.log.Info("recipient rejected", "from", ss.from, "to", to, "status", "relay denied")
 		return smtpErr(554, smtp.EnhancedCode{5, 7, 1}, "<"+to+">: Relay access denied")
 	}
-	users, err := ss.s.be.ResolveLocal(ctx, to)
+	users, forward, err := ss.s.be.ResolveRecipient(ctx, to)
 	if errors.Is(err, store.ErrNotFound) {
 		messagesRejected.WithLabelValues(reasonUnknownUser).Inc()
 		ss.log.Info("recipient rejected", "from", ss.from, "to", to, "status", "user unknown")
@@ -203,7 +203,14 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return errTempLookup
 	}
 	ss.mu.Lock()
-	ss.rcpts = append(ss.rcpts, recipient{address: to, users: users})
+	if len(users) > 0 {
+		ss.rcpts = append(ss.rcpts, recipient{address: to, users: users})
+	}
+	for _, f := range forward {
+		// An alias forwarding elsewhere: the queue delivers it, with the
+		// original envelope sender (no SRS; see the README).
+		ss.remote = append(ss.remote, store.RemoteRecipient{Address: f, ORcpt: "rfc822;" + to})
+	}
 	ss.mu.Unlock()
 	return nil
 }

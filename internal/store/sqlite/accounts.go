@@ -283,15 +283,21 @@ func (s *Store) AddAlias(ctx context.Context, address string, targets []string) 
 			return fmt.Errorf("%s is a user: %w", a, store.ErrExists)
 		}
 		for _, t := range targets {
-			t, _, err := splitAddress(t)
+			t, tdomain, err := splitAddress(t)
 			if err != nil {
+				return err
+			}
+			var hosted int
+			if err := w.QueryRow(`SELECT count(*) FROM domains WHERE name = ?`, tdomain).Scan(&hosted); err != nil {
 				return err
 			}
 			if err := w.QueryRow(`SELECT count(*) FROM users WHERE address = ?`, t).Scan(&n); err != nil {
 				return err
 			}
-			if n == 0 {
-				return fmt.Errorf("target %s is not a local user (remote targets are not supported yet): %w", t, store.ErrNotFound)
+			// A target in a hosted domain must be a user; any other is
+			// forwarded through the outbound queue.
+			if hosted > 0 && n == 0 {
+				return fmt.Errorf("target %s is not a user of hosted domain %s: %w", t, tdomain, store.ErrNotFound)
 			}
 			if _, err := w.Exec(`INSERT OR IGNORE INTO aliases(address, target, domain) VALUES (?, ?, ?)`, a, t, domain); err != nil {
 				return err
@@ -383,6 +389,62 @@ func (s *Store) ResolveLocal(ctx context.Context, address string) ([]store.User,
 		}
 	}
 	return nil, fmt.Errorf("%s: %w", addr, store.ErrNotFound)
+}
+
+// ResolveRecipient maps a local address to the users it reaches and the
+// remote addresses it forwards to (aliases with targets in other domains),
+// in the order ResolveLocal tries; store.ErrNotFound if it reaches nobody.
+func (s *Store) ResolveRecipient(ctx context.Context, address string) ([]store.User, []string, error) {
+	addr, domain, err := splitAddress(address)
+	if err != nil {
+		return nil, nil, err
+	}
+	candidates := []string{addr}
+	local := addr[:len(addr)-len(domain)-1]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		candidates = append(candidates, local[:i]+"@"+domain)
+	}
+	candidates = append(candidates, "@"+domain)
+	for _, c := range candidates {
+		if !strings.HasPrefix(c, "@") {
+			if _, err := s.UserByAddress(ctx, c); err == nil {
+				break // a user: ResolveLocal has the answer
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return nil, nil, err
+			}
+		}
+		fwd, err := s.forwardTargets(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(fwd) > 0 {
+			users, err := s.aliasUsers(ctx, c)
+			return users, fwd, err
+		}
+		if users, err := s.aliasUsers(ctx, c); err != nil || len(users) > 0 {
+			return users, nil, err
+		}
+	}
+	users, err := s.ResolveLocal(ctx, address)
+	return users, nil, err
+}
+
+// forwardTargets returns an alias's targets that are not local users.
+func (s *Store) forwardTargets(ctx context.Context, alias string) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT a.target FROM aliases a LEFT JOIN users u ON u.address = a.target WHERE a.address = ? AND u.id IS NULL ORDER BY a.target`, alias)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 func (s *Store) aliasUsers(ctx context.Context, alias string) ([]store.User, error) {

@@ -130,8 +130,25 @@ func TestAccounts(t *testing.T) {
 	if err := s.AddAlias(ctx, "team@example.org", []string{"alice@example.org", "Bob@example.org"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddAlias(ctx, "x@example.org", []string{"remote@elsewhere.test"}); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("alias to a non-local target: %v", err)
+	if err := s.AddAlias(ctx, "x@example.org", []string{"nobody@example.org"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("alias to a missing user of a hosted domain: %v", err)
+	}
+	// Forwarding: a target elsewhere is kept for the outbound queue.
+	if err := s.AddAlias(ctx, "fwd@example.org", []string{"remote@elsewhere.test", "alice@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	users, fwd, err := s.ResolveRecipient(ctx, "FWD+tag@example.org")
+	if err != nil || len(users) != 1 || users[0].Address != "alice@example.org" || len(fwd) != 1 || fwd[0] != "remote@elsewhere.test" {
+		t.Fatalf("ResolveRecipient(fwd) = %v %v %v", users, fwd, err)
+	}
+	if users, fwd, err := s.ResolveRecipient(ctx, "alice@example.org"); err != nil || len(users) != 1 || len(fwd) != 0 {
+		t.Fatalf("ResolveRecipient(alice) = %v %v %v", users, fwd, err)
+	}
+	if _, _, err := s.ResolveRecipient(ctx, "nobody@example.org"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ResolveRecipient(nobody): %v", err)
+	}
+	if err := s.RemoveAlias(ctx, "fwd@example.org"); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.AddAlias(ctx, "alice@example.org", []string{"bob@example.org"}); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("alias shadowing a user: %v", err)
