@@ -2,12 +2,14 @@
 # Installs what the test suite needs on a Debian machine, if missing:
 # swaks and Debian's python3 (for smtplib) for the end-to-end tests, and
 # Postfix, the real peer `postern audit` is tested against; isync's mbsync,
-# the IMAP sync client internal/imapd is tested with.
+# the IMAP sync client internal/imapd is tested with; fetchmail, the POP3
+# client test/pop3_test.go downloads with.
 set -euo pipefail
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 [ -x /usr/bin/python3 ] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 if [ ${#need[@]} -gt 0 ]; then
