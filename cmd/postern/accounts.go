@@ -206,7 +206,7 @@ func (a *app) userCmd() *cobra.Command {
 func (a *app) aliasCmd() *cobra.Command {
 	c := &cobra.Command{Use: "alias", Short: "Manage aliases (one address delivering to local users)"}
 	c.AddCommand(&cobra.Command{
-		Use: "add ALIAS TARGET...", Short: "Deliver mail for ALIAS to each TARGET (local users; @domain makes a catch-all)", Args: cobra.MinimumNArgs(2),
+		Use: "add ALIAS TARGET...", Short: "Deliver mail for ALIAS to each TARGET (local users, or remote addresses to forward to; @domain makes a catch-all)", Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, _, err := a.openStore()
 			if err != nil {
