@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/textproto"
 	"os"
@@ -26,6 +27,7 @@ type conn struct {
 	host     string
 	tls      string
 	verified bool
+	tr       *transcript // nil unless debug logging is on
 }
 
 func (cn *conn) close() { cn.c.Close() }
@@ -47,6 +49,7 @@ func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply)
 		err := cn.c.Reset()
 		cn.nc.SetDeadline(time.Time{})
 		if err == nil {
+			connectionsReused.Inc()
 			return cn, reply{}
 		}
 		cn.close()
@@ -56,10 +59,17 @@ func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply)
 		// Opportunistic TLS: like Postfix, deliver in plaintext when the
 		// TLS handshake (or what follows it) fails.
 		c.log.Info("courier: TLS failed, retrying in plaintext", "host", host, "addr", addr, "reason", r.text)
+		tlsFallbacks.Inc()
 		cn, r, _ = c.dial(ctx, host, addr, false)
 	}
 	if cn == nil {
+		connectFailures.Inc()
 		return nil, r
+	}
+	if cn.tls != "" {
+		connectionsTotal.WithLabelValues("yes").Inc()
+	} else {
+		connectionsTotal.WithLabelValues("no").Inc()
 	}
 	cn.key = key
 	if c.cfg.RelayHost != "" && c.cfg.RelayUser != "" {
@@ -103,27 +113,31 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 		return reply{451, "4.4.2", fmt.Sprintf("%s[%s] %s: %s", host, addr, during, netErrText(err)), false}
 	}
 
-	sc := c.newClient(raw)
+	sc, tr := c.newClient(raw, host)
+	tr.note("connected to " + addr)
 	if err := sc.Hello(c.cfg.Hostname); err != nil {
 		return nil, fail(err, "greeting"), false
 	}
 	if ok, _ := sc.Extension("STARTTLS"); !ok || !tryTLS {
-		return &conn{c: sc, nc: raw, host: host}, reply{}, false
+		return &conn{c: sc, nc: raw, host: host, tr: tr}, reply{}, false
 	}
 
 	// STARTTLS by hand (RFC 3207): go-smtp's client cannot do it
 	// opportunistically after our own EHLO. Nothing may follow the 220.
 	raw.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	tr.note("STARTTLS")
 	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
 		return nil, fail(err, "STARTTLS"), false
 	}
 	br := bufio.NewReader(raw)
-	if _, _, err := textproto.NewReader(br).ReadResponse(220); err != nil {
+	code, msg, err := textproto.NewReader(br).ReadResponse(220)
+	tr.note(fmt.Sprintf("%d %s", code, msg))
+	if err != nil {
 		var te *textproto.Error
 		if errors.As(err, &te) {
 			// STARTTLS refused: go on in plaintext on this connection.
 			raw.SetDeadline(time.Time{})
-			return &conn{c: sc, nc: raw, host: host}, reply{}, false
+			return &conn{c: sc, nc: raw, host: host, tr: tr}, reply{}, false
 		}
 		return nil, fail(err, "STARTTLS"), true
 	}
@@ -146,7 +160,11 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 	cs := tc.ConnectionState()
 	// The server sends no new greeting after STARTTLS: give the client the
 	// one it waits for, then say EHLO again (RFC 3207 4.2).
-	tsc := c.newClient(&greetedConn{Conn: tc, pending: []byte("220 TLS\r\n")})
+	tsc, ttr := c.newClient(&greetedConn{Conn: tc, pending: []byte("220 TLS\r\n")}, host)
+	if ttr != nil {
+		ttr.skip = 1 // the greeting above is ours
+		ttr.note("TLS handshake done: " + tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite))
+	}
 	if err := tsc.Hello(c.cfg.Hostname); err != nil {
 		tc.Close()
 		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s] EHLO after STARTTLS: %v", host, addr, err), false}, true
@@ -157,15 +175,21 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 		host:     host,
 		tls:      tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite),
 		verified: c.verify(cs, host),
+		tr:       ttr,
 	}, reply{}, false
 }
 
-func (c *Courier) newClient(nc net.Conn) *smtp.Client {
+func (c *Courier) newClient(nc net.Conn, host string) (*smtp.Client, *transcript) {
 	sc := smtp.NewClient(nc)
 	sc.CommandTimeout = c.cfg.CommandTimeout
 	// RFC 5321 4.5.3.2.6: 10 minutes for the reply to the final dot.
 	sc.SubmissionTimeout = 2 * c.cfg.CommandTimeout
-	return sc
+	if !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return sc, nil
+	}
+	tr := &transcript{log: c.log, host: host}
+	sc.DebugWriter = tr
+	return sc, tr
 }
 
 // verify reports whether the peer's certificate is valid for host.

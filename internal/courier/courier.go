@@ -30,6 +30,7 @@ const (
 	defaultCommandTimeout = 5 * time.Minute // RFC 5321 4.5.3.2
 	defaultMaxPerDomain   = 5
 	idleTimeout           = 30 * time.Second // how long an idle connection is kept
+	maxAddresses          = 10               // addresses tried per delivery (Postfix: smtp_mx_address_limit)
 )
 
 // Config configures a Courier.
@@ -54,6 +55,17 @@ type Envelope struct {
 	Recipients []string // all in the destination domain
 	UTF8       bool     // the message or an address needs SMTPUTF8 (RFC 6531)
 	Size       int64    // message size in bytes, for SIZE= (RFC 1870); 0: unknown
+
+	// DSN parameters (RFC 3461), passed on when the remote offers DSN.
+	Ret   string    // RET: "FULL" or "HDRS"; "" for none
+	EnvID string    // ENVID
+	DSN   []RcptDSN // per recipient, parallel to Recipients; may be nil
+}
+
+// RcptDSN holds one recipient's DSN parameters (RFC 3461 4.1, 4.2).
+type RcptDSN struct {
+	Notify string // "NEVER" or a comma list of SUCCESS, FAILURE, DELAY; "" for none
+	ORcpt  string // "rfc822;user@example.org" (or "utf-8;..."); "" for none
 }
 
 // RcptResult is the outcome for one recipient. Code 250 means delivered;
@@ -69,11 +81,15 @@ type RcptResult struct {
 // Attempt is what one call of Deliver did.
 type Attempt struct {
 	Domain   string
-	Host     string       // the MX host (or relay) last talked to or tried
-	IP       string       // its address
-	TLS      string       // "TLS 1.3 TLS_AES_128_GCM_SHA256"; "" in plaintext
-	Verified bool         // the TLS certificate verified for Host (opportunistic TLS delivers either way)
-	Results  []RcptResult // one per recipient, in Envelope order
+	Host     string // the MX host (or relay) last talked to or tried
+	IP       string // its address
+	TLS      string // "TLS 1.3 TLS_AES_128_GCM_SHA256"; "" in plaintext
+	Verified bool   // the TLS certificate verified for Host (opportunistic TLS delivers either way)
+	// DSN reports that the remote offered the DSN extension, so it took over
+	// the delivery notifications asked for (RFC 3461 4.1): without it, a
+	// NOTIFY=SUCCESS recipient should get a "relayed" DSN from us.
+	DSN     bool
+	Results []RcptResult // one per recipient, in Envelope order
 }
 
 // Courier delivers messages to remote hosts. It is safe for concurrent use.
@@ -132,6 +148,9 @@ func (c *Courier) Close() {
 func (c *Courier) Deliver(ctx context.Context, domain string, env Envelope, open func() (io.ReadCloser, error)) Attempt {
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
 	att := Attempt{Domain: domain}
+	if len(env.Recipients) == 0 {
+		return att
+	}
 	release, err := c.acquire(ctx, domain)
 	if err != nil {
 		att.Results = all(env, reply{451, "4.4.2", "delivery interrupted: " + err.Error(), false})
@@ -153,7 +172,11 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 		return att
 	}
 	last := reply{451, "4.4.1", "no mail exchanger could be reached", false}
+	tries := 0
 	for _, host := range hosts {
+		if tries >= maxAddresses {
+			break
+		}
 		att.Host = host
 		ips, err := c.res.LookupIP(ctx, host)
 		if err != nil {
@@ -165,6 +188,9 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 			continue
 		}
 		for _, ip := range ips {
+			if tries++; tries > maxAddresses {
+				break
+			}
 			att.IP = ip.String()
 			addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
 			cn, r := c.connect(ctx, host, addr)
@@ -177,6 +203,7 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 				continue
 			}
 			att.TLS, att.Verified = cn.tls, cn.verified
+			att.DSN, _ = cn.c.Extension("DSN")
 			res, reusable := c.transact(ctx, cn, env, open)
 			att.Results = res
 			if reusable && ctx.Err() == nil {

@@ -32,6 +32,7 @@ type received struct {
 	from  string
 	opts  smtp.MailOptions
 	rcpts []string
+	ropts []smtp.RcptOptions
 	data  []byte
 	tls   bool
 	auth  string // user that authenticated, if any
@@ -67,6 +68,8 @@ func withTLS(cfg *tls.Config) recvOpt { return func(r *receiver) { r.srv.TLSConf
 func withAuth(user, pass string) recvOpt {
 	return func(r *receiver) { r.authUser, r.authPass = user, pass }
 }
+
+func withDSN() recvOpt { return func(r *receiver) { r.srv.EnableDSN = true } }
 
 func withUTF8() recvOpt { return func(r *receiver) { r.srv.EnableSMTPUTF8 = true } }
 
@@ -157,6 +160,11 @@ func (s *rsession) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return e
 	}
 	s.cur.rcpts = append(s.cur.rcpts, to)
+	if opts != nil {
+		s.cur.ropts = append(s.cur.ropts, *opts)
+	} else {
+		s.cur.ropts = append(s.cur.ropts, smtp.RcptOptions{})
+	}
 	return nil
 }
 

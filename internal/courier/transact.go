@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -35,7 +36,12 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	}
 	defer msg.Close()
 
-	if err := cn.c.Mail(env.From, &smtp.MailOptions{Size: env.Size, UTF8: env.UTF8}); err != nil {
+	// go-smtp refuses some arguments itself, without a word to the remote;
+	// such an error would look like a lost connection, so check first.
+	if !validAddress(env.From) {
+		return all(env, reply{553, "5.1.7", fmt.Sprintf("bad sender address %q", env.From), false}), true
+	}
+	if err := cn.c.Mail(env.From, mailOptions(env)); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return all(env, remoteReply(se, cn.host)), c.reset(cn)
@@ -46,7 +52,11 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	results := make([]RcptResult, len(env.Recipients))
 	var accepted []int
 	for i, rcpt := range env.Recipients {
-		err := cn.c.Rcpt(rcpt, nil)
+		if !validAddress(rcpt) {
+			results[i] = reply{553, "5.1.3", fmt.Sprintf("bad recipient address %q", rcpt), false}.result(rcpt)
+			continue
+		}
+		err := cn.c.Rcpt(rcpt, rcptOptions(env, i))
 		var se *smtp.SMTPError
 		switch {
 		case err == nil:
@@ -82,6 +92,8 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 		setAccepted(lost(err, "DATA"))
 		return results, false
 	}
+	cn.tr.setMute(true, "<message text>")
+	defer cn.tr.setMute(false, "")
 	nw := &crlfWriter{w: w, conn: cn, timeout: c.cfg.CommandTimeout}
 	if _, err := io.Copy(nw, readerOnly{msg}); err != nil {
 		// Ending the DATA now would deliver a truncated message: drop the
@@ -117,6 +129,75 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	}
 	setAccepted(reply{250, enh, text, false})
 	return results, true
+}
+
+// validAddress reports whether go-smtp will send addr: one line of
+// reasonable length (RFC 5321 4.5.3.1.3: a path is at most 256 octets).
+func validAddress(addr string) bool {
+	return len(addr) <= 256 && !strings.ContainsAny(addr, "\r\n<>")
+}
+
+// mailOptions are the MAIL FROM parameters; go-smtp adds SIZE and the DSN
+// ones only when the remote offers them.
+func mailOptions(env Envelope) *smtp.MailOptions {
+	o := &smtp.MailOptions{Size: env.Size, UTF8: env.UTF8}
+	switch strings.ToUpper(env.Ret) {
+	case "FULL":
+		o.Return = smtp.DSNReturnFull
+	case "HDRS":
+		o.Return = smtp.DSNReturnHeaders
+	}
+	if printableASCII(env.EnvID) && len(env.EnvID) <= 100 {
+		o.EnvelopeID = env.EnvID
+	}
+	return o
+}
+
+// rcptOptions are recipient i's DSN parameters, the malformed ones left out.
+func rcptOptions(env Envelope, i int) *smtp.RcptOptions {
+	if i >= len(env.DSN) {
+		return nil
+	}
+	d := env.DSN[i]
+	o := &smtp.RcptOptions{}
+	if d.Notify != "" {
+		seen := map[smtp.DSNNotify]bool{}
+		for _, v := range strings.Split(strings.ToUpper(d.Notify), ",") {
+			n := smtp.DSNNotify(strings.TrimSpace(v))
+			switch n {
+			case smtp.DSNNotifyNever, smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed:
+				if !seen[n] {
+					seen[n] = true
+					o.Notify = append(o.Notify, n)
+				}
+			}
+		}
+		if seen[smtp.DSNNotifyNever] && len(o.Notify) > 1 {
+			o.Notify = nil // NEVER with anything else is malformed
+		}
+	}
+	if typ, addr, ok := strings.Cut(d.ORcpt, ";"); ok && addr != "" {
+		switch strings.ToUpper(typ) {
+		case "RFC822":
+			if printableASCII(addr) {
+				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+			}
+		case "UTF-8":
+			if !strings.ContainsAny(addr, "\r\n") {
+				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
+			}
+		}
+	}
+	return o
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // reset ends an unfinished transaction and reports whether cn is still usable.
