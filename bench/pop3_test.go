@@ -310,7 +310,7 @@ func pop3Download(addr string) (int, int64, error) {
 			return "", err
 		}
 		if !strings.HasPrefix(l, "+OK") {
-			return "", fmt.Errorf("%q: %q", strings.Fields(cmd+" x")[0], l)
+			return "", fmt.Errorf("%q: %q", strings.Fields(cmd + " x")[0], l)
 		}
 		return l, nil
 	}
