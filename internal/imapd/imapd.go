@@ -71,7 +71,9 @@ type Config struct {
 	// Throttle refuses logins after repeated failures per IP and account;
 	// share one with the other protocols. Nil: a private default one.
 	Throttle *auth.Throttle
-	Logger   *slog.Logger
+	// Logins caches recent successful password checks; nil: none.
+	Logins *auth.Cache
+	Logger *slog.Logger
 	// Debug, if set, receives the raw protocol (including passwords: tests only).
 	Debug io.Writer
 }

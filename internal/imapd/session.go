@@ -81,7 +81,11 @@ func (s *session) Login(username, password string) error {
 	if !known {
 		hash = s.srv.dummyHash
 	}
-	ok, cerr := auth.CheckPassword(hash, password)
+	check := auth.CheckPassword
+	if c := s.srv.cfg.Logins; c != nil && known {
+		check = c.Check
+	}
+	ok, cerr := check(hash, password)
 	if cerr != nil && known {
 		s.log.Error("imap login: checking password", "user", addr, "err", cerr)
 	}

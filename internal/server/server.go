@@ -60,6 +60,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		CommandTimeout:      cfg.Limits.CommandTimeout.Duration,
 		DataTimeout:         cfg.Limits.DataTimeout.Duration,
 		Logger:              log.With("svc", "smtp"),
+
+		UnknownRcptDelayAfter: cfg.Limits.RcptUnknownDelayAfter,
+		UnknownRcptDelay:      cfg.Limits.RcptUnknownDelay.Duration,
+		UnknownRcptMax:        cfg.Limits.RcptUnknownMax,
+		UnknownRcptPerIP:      cfg.Limits.RcptUnknownPerIP,
+		UnknownRcptWindow:     cfg.Limits.RcptUnknownWindow.Duration,
+		UnknownRcptCooldown:   cfg.Limits.RcptUnknownCooldown.Duration,
 	}, st)
 
 	var listeners []net.Listener
@@ -108,6 +115,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
 		FailedLoginDelay:    time.Second,
 		Throttle:            throttle,
+		Logins:              auth.NewCache(10000, 5*time.Minute), // recent good passwords: no argon2id per poll
 		Logger:              log.With("svc", "imap"),
 	}, st)
 	pop3Srv := pop3d.New(pop3d.Config{
