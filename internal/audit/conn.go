@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // maxLine bounds one line read from the server; maxReplyLines bounds a
@@ -99,7 +101,38 @@ func (c *conn) readLine() (string, error) {
 		}
 		return "", err
 	}
-	return strings.TrimRight(string(line), "\r\n"), nil
+	return printable(strings.TrimRight(string(line), "\r\n")), nil
+}
+
+// printable escapes control characters and invalid UTF-8 in what a server
+// sent, so that a hostile server cannot drive the auditor's terminal
+// (ANSI escapes) or forge report lines; tabs stay.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (r != '\t' && unicode.IsControl(r)) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r != '\t' && unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // reply is one SMTP reply.
@@ -190,7 +223,7 @@ func (c *conn) pending(wait time.Duration) (string, bool) {
 	if l == "" && err != nil {
 		return "", false
 	}
-	return strings.TrimRight(l, "\r\n"), true
+	return printable(strings.TrimRight(l, "\r\n")), true
 }
 
 // isTimeout reports whether err is a network timeout.

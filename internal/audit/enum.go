@@ -353,6 +353,7 @@ func enumerate(ctx context.Context, o *Options, r *Report) {
 		return
 	}
 	u.Method = chosen.method
+	defer chosen.close() // after the workers, one of which uses it
 
 	names := wordlist(o.Users)
 	var lim *rateLimiter

@@ -423,3 +423,23 @@ func TestUsageAndConnectionErrors(t *testing.T) {
 		t.Errorf("refused session: %v %+v", err, r)
 	}
 }
+
+// A hostile banner cannot write escape sequences to the auditor's
+// terminal.
+func TestHostileBanner(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test \x1b[2J\x1b]0;pwned\x07 ESMTP \xc2\x9b31m \xff",
+		handle: smtpPeer{}.handler()})
+	o := fastOptions(f.addr)
+	o.NoRelay = true
+	r := runAudit(t, "smtp", o)
+	var text strings.Builder
+	r.WriteText(&text)
+	for _, bad := range []string{"\x1b", "\x07", "\u009b", "\xff"} {
+		if strings.Contains(r.Banner, bad) || strings.Contains(text.String(), bad) {
+			t.Errorf("control or invalid byte %q reached the report: %q", bad, r.Banner)
+		}
+	}
+	if want := `220 mx.fake.test \x1b[2J\x1b]0;pwned\a ESMTP \u009b31m \xff`; r.Banner != want {
+		t.Errorf("banner %q, want %q", r.Banner, want)
+	}
+}
