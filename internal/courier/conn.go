@@ -34,7 +34,7 @@ func (cn *conn) close() { cn.c.Close() }
 
 // connect returns a ready connection to addr (host's address): an idle one
 // from the pool if it still answers RSET, else a new one. On failure the
-// reply says why; reply.final means other hosts must not be tried.
+// reply says why.
 func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply) {
 	key := addr
 	if c.cfg.RelayHost != "" {
@@ -75,7 +75,7 @@ func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply)
 	if c.cfg.RelayHost != "" && c.cfg.RelayUser != "" {
 		if cn.tls == "" {
 			cn.close()
-			return nil, reply{454, "4.7.0", fmt.Sprintf("relay %s: no TLS, not sending credentials", host), false}
+			return nil, reply{454, "4.7.0", fmt.Sprintf("relay %s: no TLS, not sending credentials", host)}
 		}
 		cn.nc.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))
 		err := cn.c.Auth(sasl.NewPlainClient("", c.cfg.RelayUser, c.cfg.RelayPassword))
@@ -83,7 +83,7 @@ func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply)
 		if err != nil {
 			cn.close()
 			// A wrong password is fixed by the administrator: retry, do not bounce.
-			return nil, reply{454, "4.7.0", fmt.Sprintf("authentication to relay %s failed: %v", host, err), false}
+			return nil, reply{454, "4.7.0", fmt.Sprintf("authentication to relay %s failed: %v", host, err)}
 		}
 	}
 	return cn, reply{}
@@ -96,7 +96,7 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 	d := net.Dialer{Timeout: c.cfg.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, reply{451, "4.4.1", fmt.Sprintf("connect to %s[%s]: %s", host, addr, netErrText(err)), false}, false
+		return nil, reply{451, "4.4.1", fmt.Sprintf("connect to %s[%s]: %s", host, addr, netErrText(err))}, false
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
@@ -104,13 +104,13 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 		raw.Close()
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
-			rr := remoteReply(se, host)
-			// RFC 5321 3.1, 4.2: a 4xx greeting or EHLO reply means try
-			// another host; a 5xx one is the domain's answer.
-			rr.final = se.Code >= 500
-			return rr
+			// RFC 5321 3.1, 5.1: a host that refuses the session (4xx
+			// or 5xx at the greeting or EHLO) is skipped, as Postfix's
+			// smtp_skip_5xx_greeting does; if it was the last host, its
+			// reply stands (a 5xx from every MX bounces).
+			return remoteReply(se, host)
 		}
-		return reply{451, "4.4.2", fmt.Sprintf("%s[%s] %s: %s", host, addr, during, netErrText(err)), false}
+		return reply{451, "4.4.2", fmt.Sprintf("%s[%s] %s: %s", host, addr, during, netErrText(err))}
 	}
 
 	sc, tr := c.newClient(raw, host)
@@ -143,7 +143,7 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 	}
 	if br.Buffered() > 0 {
 		raw.Close()
-		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s]: data after STARTTLS reply", host, addr), false}, true
+		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s]: data after STARTTLS reply", host, addr)}, true
 	}
 	tc := tls.Client(raw, &tls.Config{
 		ServerName:         serverName(host),
@@ -154,7 +154,7 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 	cancel()
 	if err != nil {
 		raw.Close()
-		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s] TLS handshake: %v", host, addr, err), false}, true
+		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s] TLS handshake: %v", host, addr, err)}, true
 	}
 	raw.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
@@ -167,7 +167,7 @@ func (c *Courier) dial(ctx context.Context, host, addr string, tryTLS bool) (cn 
 	}
 	if err := tsc.Hello(c.cfg.Hostname); err != nil {
 		tc.Close()
-		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s] EHLO after STARTTLS: %v", host, addr, err), false}, true
+		return nil, reply{451, "4.4.2", fmt.Sprintf("%s[%s] EHLO after STARTTLS: %v", host, addr, err)}, true
 	}
 	return &conn{
 		c:        tsc,
@@ -234,7 +234,7 @@ func remoteReply(se *smtp.SMTPError, host string) reply {
 	if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
 		enh = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 	}
-	return reply{se.Code, enh, fmt.Sprintf("%s said: %s", host, se.Message), false}
+	return reply{se.Code, enh, fmt.Sprintf("%s said: %s", host, se.Message)}
 }
 
 // netErrText is the short reason of a network error ("connection refused").

@@ -153,7 +153,7 @@ func (c *Courier) Deliver(ctx context.Context, domain string, env Envelope, open
 	}
 	release, err := c.acquire(ctx, domain)
 	if err != nil {
-		att.Results = all(env, reply{451, "4.4.2", "delivery interrupted: " + err.Error(), false})
+		att.Results = all(env, reply{451, "4.4.2", "delivery interrupted: " + err.Error()})
 		return att
 	}
 	defer release()
@@ -171,7 +171,7 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 		att.Results = all(env, *fail)
 		return att
 	}
-	last := reply{451, "4.4.1", "no mail exchanger could be reached", false}
+	last := reply{451, "4.4.1", "no mail exchanger could be reached"}
 	tries := 0
 	for _, host := range hosts {
 		if tries >= maxAddresses {
@@ -183,7 +183,7 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 			last = dnsReply(host, err)
 			if errors.Is(err, dnsx.ErrNotFound) {
 				// An MX pointing nowhere is a DNS misconfiguration: retry later.
-				last = reply{451, "4.4.4", fmt.Sprintf("mail exchanger %s has no address", host), false}
+				last = reply{451, "4.4.4", fmt.Sprintf("mail exchanger %s has no address", host)}
 			}
 			continue
 		}
@@ -196,10 +196,6 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 			cn, r := c.connect(ctx, host, addr)
 			if cn == nil {
 				last = r
-				if r.code >= 500 && r.final {
-					att.Results = all(env, r)
-					return att
-				}
 				continue
 			}
 			att.TLS, att.Verified = cn.tls, cn.verified
@@ -225,7 +221,7 @@ func (c *Courier) route(ctx context.Context, domain string) ([]string, int, *rep
 		host, p, err := net.SplitHostPort(c.cfg.RelayHost)
 		port, perr := strconv.Atoi(p)
 		if err != nil || perr != nil {
-			return nil, 0, &reply{451, "4.3.5", fmt.Sprintf("bad relay host %q", c.cfg.RelayHost), false}
+			return nil, 0, &reply{451, "4.3.5", fmt.Sprintf("bad relay host %q", c.cfg.RelayHost)}
 		}
 		return []string{host}, port, nil
 	}
@@ -233,7 +229,7 @@ func (c *Courier) route(ctx context.Context, domain string) ([]string, int, *rep
 	switch {
 	case errors.Is(err, dnsx.ErrNullMX):
 		// RFC 7505 4.1.
-		return nil, 0, &reply{556, "5.1.10", fmt.Sprintf("domain %s does not accept mail (null MX)", domain), true}
+		return nil, 0, &reply{556, "5.1.10", fmt.Sprintf("domain %s does not accept mail (null MX)", domain)}
 	case err != nil && !errors.Is(err, dnsx.ErrNotFound):
 		r := dnsReply(domain, err)
 		return nil, 0, &r
@@ -286,7 +282,6 @@ type reply struct {
 	code     int
 	enhanced string
 	text     string
-	final    bool // do not try other hosts
 }
 
 func all(env Envelope, r reply) []RcptResult {
@@ -309,11 +304,11 @@ func (r reply) result(rcpt string) RcptResult {
 func dnsReply(name string, err error) reply {
 	switch {
 	case errors.Is(err, dnsx.ErrNullMX):
-		return reply{556, "5.1.10", fmt.Sprintf("domain %s does not accept mail (null MX)", name), true}
+		return reply{556, "5.1.10", fmt.Sprintf("domain %s does not accept mail (null MX)", name)}
 	case errors.Is(err, dnsx.ErrNotFound):
-		return reply{550, "5.1.2", fmt.Sprintf("no such domain: %s", name), true}
+		return reply{550, "5.1.2", fmt.Sprintf("no such domain: %s", name)}
 	}
-	return reply{451, "4.4.3", fmt.Sprintf("DNS lookup failed: %v", err), false}
+	return reply{451, "4.4.3", fmt.Sprintf("DNS lookup failed: %v", err)}
 }
 
 func (c *Courier) logAttempt(env Envelope, att Attempt) {

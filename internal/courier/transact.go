@@ -18,28 +18,28 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	defer stop()
 	lost := func(err error, during string) reply {
 		if ctx.Err() != nil {
-			return reply{451, "4.4.2", fmt.Sprintf("delivery to %s interrupted during %s", cn.host, during), false}
+			return reply{451, "4.4.2", fmt.Sprintf("delivery to %s interrupted during %s", cn.host, during)}
 		}
-		return reply{451, "4.4.2", fmt.Sprintf("lost connection with %s during %s: %s", cn.host, during, netErrText(err)), false}
+		return reply{451, "4.4.2", fmt.Sprintf("lost connection with %s during %s: %s", cn.host, during, netErrText(err))}
 	}
 
 	if env.UTF8 {
 		if ok, _ := cn.c.Extension("SMTPUTF8"); !ok {
 			// RFC 6531 3.4: no downgrade here; the sender learns why.
-			return all(env, reply{553, "5.6.7", fmt.Sprintf("%s does not support SMTPUTF8, which the message needs", cn.host), false}), true
+			return all(env, reply{553, "5.6.7", fmt.Sprintf("%s does not support SMTPUTF8, which the message needs", cn.host)}), true
 		}
 	}
 	// Open the message first: a read failure must not leave a DATA open.
 	msg, err := open()
 	if err != nil {
-		return all(env, reply{451, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err), false}), true
+		return all(env, reply{451, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", err)}), true
 	}
 	defer msg.Close()
 
 	// go-smtp refuses some arguments itself, without a word to the remote;
 	// such an error would look like a lost connection, so check first.
 	if !validAddress(env.From) {
-		return all(env, reply{553, "5.1.7", fmt.Sprintf("bad sender address %q", env.From), false}), true
+		return all(env, reply{553, "5.1.7", fmt.Sprintf("bad sender address %q", env.From)}), true
 	}
 	if err := cn.c.Mail(env.From, mailOptions(env)); err != nil {
 		var se *smtp.SMTPError
@@ -53,7 +53,7 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	var accepted []int
 	for i, rcpt := range env.Recipients {
 		if !validAddress(rcpt) {
-			results[i] = reply{553, "5.1.3", fmt.Sprintf("bad recipient address %q", rcpt), false}.result(rcpt)
+			results[i] = reply{553, "5.1.3", fmt.Sprintf("bad recipient address %q", rcpt)}.result(rcpt)
 			continue
 		}
 		err := cn.c.Rcpt(rcpt, rcptOptions(env, i))
@@ -100,7 +100,7 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 		// connection instead, the remote discards the transaction.
 		var re readError
 		if errors.As(err, &re) {
-			setAccepted(reply{451, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", re.err), false})
+			setAccepted(reply{451, "4.3.0", fmt.Sprintf("cannot read the queued message: %v", re.err)})
 		} else {
 			setAccepted(lost(err, "message transfer"))
 		}
@@ -127,7 +127,7 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	if code, rest, ok := cutEnhanced(resp.StatusText); ok {
 		enh, text = code, fmt.Sprintf("%s said: %s", cn.host, rest)
 	}
-	setAccepted(reply{250, enh, text, false})
+	setAccepted(reply{250, enh, text})
 	return results, true
 }
 

@@ -143,6 +143,10 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) 
 	if ip := net.ParseIP(host); ip != nil {
 		return []net.IP{ip}, nil
 	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		// RFC 6761 6.3: never sent to a DNS server.
+		return []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, nil
+	}
 	if r.server == "" {
 		addrs, err := r.sys.LookupIPAddr(ctx, host)
 		if err != nil {

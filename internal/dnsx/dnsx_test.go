@@ -154,6 +154,14 @@ func TestLookupIPLiteral(t *testing.T) {
 	}
 }
 
+func TestLocalhost(t *testing.T) {
+	r := dnsx.New("127.0.0.1:1", time.Second) // never asked
+	ips, err := r.LookupIP(context.Background(), "LocalHost.")
+	if err != nil || len(ips) != 2 || !ips[0].Equal(net.IPv4(127, 0, 0, 1)) || !ips[1].Equal(net.IPv6loopback) {
+		t.Fatalf("ips = %v, %v", ips, err)
+	}
+}
+
 func TestSystemResolverLiteral(t *testing.T) {
 	r := dnsx.New("", time.Second)
 	ips, err := r.LookupIP(context.Background(), "::1")
