@@ -78,6 +78,14 @@ type Limits struct {
 	DataTimeout         Duration `toml:"data_timeout"`
 	ShutdownGrace       Duration `toml:"shutdown_grace"`
 	AuthFailDelay       Duration `toml:"auth_fail_delay"`
+
+	// Address harvesting defence on the MX (0 disables each).
+	RcptUnknownDelayAfter int      `toml:"rcpt_unknown_delay_after"` // then each RCPT reply is delayed
+	RcptUnknownDelay      Duration `toml:"rcpt_unknown_delay"`       // times the unknown recipients past the threshold
+	RcptUnknownMax        int      `toml:"rcpt_unknown_max"`         // per connection, then 421 and close
+	RcptUnknownPerIP      int      `toml:"rcpt_unknown_per_ip"`      // per IP within the window, then 421 for the cool-down
+	RcptUnknownWindow     Duration `toml:"rcpt_unknown_window"`
+	RcptUnknownCooldown   Duration `toml:"rcpt_unknown_cooldown"`
 }
 
 // Queue tunes the outbound queue.
@@ -176,6 +184,13 @@ func defaultLimits() Limits {
 		DataTimeout:         Duration{10 * time.Minute},
 		ShutdownGrace:       Duration{5 * time.Second},
 		AuthFailDelay:       Duration{time.Second},
+
+		RcptUnknownDelayAfter: 3,
+		RcptUnknownDelay:      Duration{time.Second},
+		RcptUnknownMax:        10,
+		RcptUnknownPerIP:      20,
+		RcptUnknownWindow:     Duration{10 * time.Minute},
+		RcptUnknownCooldown:   Duration{10 * time.Minute},
 	}
 }
 
@@ -402,6 +417,20 @@ func (c *Config) validate() error {
 		if d.v.Duration < d.min {
 			return bad(d.key, "must be at least %v (got %v)", d.min, d.v.Duration)
 		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"limits.rcpt_unknown_delay_after", l.RcptUnknownDelayAfter}, {"limits.rcpt_unknown_max", l.RcptUnknownMax}, {"limits.rcpt_unknown_per_ip", l.RcptUnknownPerIP}} {
+		if n.v < 0 {
+			return bad(n.key, "must be 0 (off) or more (got %d)", n.v)
+		}
+	}
+	if l.RcptUnknownPerIP > 0 && (l.RcptUnknownWindow.Duration < time.Second || l.RcptUnknownCooldown.Duration < time.Second) {
+		return bad("limits.rcpt_unknown_window", "rcpt_unknown_window and rcpt_unknown_cooldown must be at least 1s when rcpt_unknown_per_ip is set")
+	}
+	if l.RcptUnknownDelay.Duration < 0 {
+		return bad("limits.rcpt_unknown_delay", "must not be negative")
 	}
 	if len(c.Queue.Retry) == 0 {
 		return bad("queue.retry", "must list at least one delay, like [\"1m\", \"5m\"]")

@@ -99,6 +99,13 @@ func TestFullFile(t *testing.T) {
 			DataTimeout:         Duration{5*time.Minute + 30*time.Second},
 			ShutdownGrace:       Duration{0},
 			AuthFailDelay:       Duration{250 * time.Millisecond},
+
+			RcptUnknownDelayAfter: 5,
+			RcptUnknownDelay:      Duration{2 * time.Second},
+			RcptUnknownMax:        12,
+			RcptUnknownPerIP:      30,
+			RcptUnknownWindow:     Duration{5 * time.Minute},
+			RcptUnknownCooldown:   Duration{time.Hour},
 		},
 		Queue: Queue{Retry: []Duration{{30 * time.Second}, {2 * time.Minute}}, MaxLifetime: Duration{48 * time.Hour},
 			DelayWarning: Duration{2 * time.Hour}, Concurrency: 8},

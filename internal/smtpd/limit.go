@@ -17,6 +17,8 @@ type limitListener struct {
 	hostname string
 	maxTotal int
 	maxPerIP int
+	// blocked reports IPs refused for a while (address harvesting).
+	blocked func(ip string) bool
 
 	mu    sync.Mutex
 	total int
@@ -42,6 +44,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			reason = reasonTooManyConns
 		case l.perIP[ip] >= l.maxPerIP:
 			reason = reasonTooManyPerIP
+		case l.blocked != nil && l.blocked(ip):
+			reason = reasonProbing
 		}
 		if reason != "" {
 			l.mu.Unlock()
@@ -61,8 +65,11 @@ func (l *limitListener) refuse(c net.Conn, reason string) {
 	defer c.Close()
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	msg := "Too many connections, try again later"
-	if reason == reasonTooManyPerIP {
+	switch reason {
+	case reasonTooManyPerIP:
 		msg = "Too many connections from your address, try again later"
+	case reasonProbing:
+		msg = "Too many unknown recipients from your address, try again later"
 	}
 	fmt.Fprintf(c, "421 4.7.0 %s %s\r\n", l.hostname, msg)
 }

@@ -43,6 +43,7 @@ const (
 	reasonAuthRequired   = "auth_required"
 	reasonSenderNotOwned = "sender_not_owned"
 	reasonLoop           = "mail_loop"
+	reasonProbing        = "recipient_probing"
 	reasonBadAddress     = "bad_address"
 	reasonTempFailure    = "temporary_failure"
 	reasonTooManyConns   = "too_many_connections"
@@ -51,7 +52,7 @@ const (
 )
 
 func init() {
-	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonLineTooLong, reasonAuthRequired, reasonSenderNotOwned, reasonLoop,
+	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonLineTooLong, reasonAuthRequired, reasonSenderNotOwned, reasonLoop, reasonProbing,
 		reasonBadAddress, reasonTempFailure, reasonTooManyConns, reasonTooManyPerIP, reasonDataIncomplete} {
 		messagesRejected.WithLabelValues(r)
 	}

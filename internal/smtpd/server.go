@@ -38,6 +38,20 @@ type Config struct {
 	Throttle *auth.Throttle
 	// AuthFailDelay is slept (plus jitter) after each failed AUTH.
 	AuthFailDelay time.Duration
+
+	// Address harvesting defence for unauthenticated sessions (zero
+	// disables each): after UnknownRcptDelayAfter unknown recipients in a
+	// connection every further RCPT reply, known or unknown, waits
+	// UnknownRcptDelay times the excess; beyond UnknownRcptMax the
+	// connection gets 421 and is closed; beyond UnknownRcptPerIP unknown
+	// recipients from one IP within UnknownRcptWindow, that IP gets 421 for
+	// UnknownRcptCooldown.
+	UnknownRcptDelayAfter int
+	UnknownRcptDelay      time.Duration
+	UnknownRcptMax        int
+	UnknownRcptPerIP      int
+	UnknownRcptWindow     time.Duration
+	UnknownRcptCooldown   time.Duration
 }
 
 // Server is an MX SMTP server.
@@ -46,6 +60,8 @@ type Server struct {
 	be  Backend
 	log *slog.Logger
 	srv *smtp.Server
+
+	probes *probeGuard // nil: no per-IP probing limit
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -57,6 +73,9 @@ func New(cfg Config, be Backend) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, be: be, log: cfg.Logger}
+	if cfg.UnknownRcptPerIP > 0 {
+		s.probes = newProbeGuard(cfg.UnknownRcptPerIP, cfg.UnknownRcptWindow, cfg.UnknownRcptCooldown)
+	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
 	srv.TLSConfig = cfg.TLS
@@ -76,6 +95,7 @@ func New(cfg Config, be Backend) *Server {
 // per listener.
 func (s *Server) Serve(l net.Listener) error {
 	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
+	ll.blocked = s.probes.blocked
 	err := s.srv.Serve(ll)
 	if errors.Is(err, net.ErrClosed) {
 		return nil

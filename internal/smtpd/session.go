@@ -44,6 +44,7 @@ type session struct {
 	ret     string                  // DSN RET
 	envID   string                  // DSN ENVID
 	user    *store.User             // submission: the authenticated user
+	unknown int                     // unknown recipients in this connection
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -133,8 +134,52 @@ func (ss *session) postmasterDomain(ctx context.Context) (string, error) {
 	return ss.s.cfg.Hostname, nil
 }
 
-// Rcpt accepts local users and aliases only.
+// Rcpt accepts a recipient, then applies the address-harvesting defence.
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return ss.probeDefence(to, ss.rcpt(to, opts))
+}
+
+// maxProbeDelay caps the delay of one RCPT reply.
+const maxProbeDelay = 30 * time.Second
+
+// probeDefence counts unknown recipients of unauthenticated sessions: past
+// the thresholds, every reply (known or unknown alike, so that timing tells
+// nothing) is delayed more and more, then the connection or the whole IP
+// gets 421 4.7.0.
+func (ss *session) probeDefence(to string, err error) error {
+	cfg := &ss.s.cfg
+	ss.mu.Lock()
+	authenticated := ss.user != nil
+	ss.mu.Unlock()
+	if authenticated {
+		return err
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code == 550 && se.EnhancedCode == (smtp.EnhancedCode{5, 1, 1}) {
+		ss.unknown++
+		if ss.s.probes.record(ss.ip) {
+			messagesRejected.WithLabelValues(reasonProbing).Inc()
+			ss.log.Warn("address harvesting: IP cooling down", "to", to, "unknown", ss.unknown)
+			stopReading(ss.conn.Conn())
+			return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, ss.s.cfg.Hostname+" Too many unknown recipients from your address, closing connection")
+		}
+		if cfg.UnknownRcptMax > 0 && ss.unknown > cfg.UnknownRcptMax {
+			messagesRejected.WithLabelValues(reasonProbing).Inc()
+			ss.log.Warn("address harvesting: connection closed", "to", to, "unknown", ss.unknown)
+			stopReading(ss.conn.Conn())
+			return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, ss.s.cfg.Hostname+" Too many unknown recipients, closing connection")
+		}
+	}
+	if cfg.UnknownRcptDelayAfter > 0 && ss.unknown > cfg.UnknownRcptDelayAfter {
+		d := cfg.UnknownRcptDelay * time.Duration(ss.unknown-cfg.UnknownRcptDelayAfter)
+		time.Sleep(min(d, maxProbeDelay))
+	}
+	return err
+}
+
+// rcpt accepts local users and aliases, and any domain for an
+// authenticated submission.
+func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, domain, ok := splitAddr(to)
