@@ -3,6 +3,7 @@ package dnsx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -151,6 +152,19 @@ func TestLookupIPLiteral(t *testing.T) {
 	ips, err := r.LookupIP(context.Background(), "127.0.0.7")
 	if err != nil || len(ips) != 1 || ips[0].String() != "127.0.0.7" {
 		t.Fatalf("ips = %v, %v", ips, err)
+	}
+}
+
+// An answer too big for UDP comes truncated; the resolver asks again over TCP.
+func TestTruncatedAnswerOverTCP(t *testing.T) {
+	var recs []string
+	for i := 1; i <= 200; i++ {
+		recs = append(recs, fmt.Sprintf("big.example. A 10.0.%d.%d", i/250, i%250))
+	}
+	r := resolver(t, recs...)
+	ips, err := r.LookupIP(context.Background(), "big.example")
+	if err != nil || len(ips) != 200 {
+		t.Fatalf("got %d addresses, %v; want 200", len(ips), err)
 	}
 }
 

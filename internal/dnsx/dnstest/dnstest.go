@@ -171,8 +171,12 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		}
 		name = next
 	}
-	if req.IsEdns0() == nil {
-		resp.Truncate(dns.MinMsgSize)
+	if w.RemoteAddr().Network() == "udp" {
+		size := dns.MinMsgSize
+		if o := req.IsEdns0(); o != nil {
+			size = int(o.UDPSize())
+		}
+		resp.Truncate(size) // sets TC: the client asks again over TCP
 	}
 	w.WriteMsg(resp)
 }
