@@ -232,10 +232,14 @@ func TestAliasCommands(t *testing.T) {
 		t.Errorf("alias list: %q", out)
 	}
 
-	// Targets must be local users; the alias must be in a local domain and
-	// must not shadow a user.
-	fails(t, 1, "not a local user", cfg, "", "alias", "add", "ext@example.org", "someone@example.net")
-	fails(t, 1, "not a local user", cfg, "", "alias", "add", "ext@example.org", "nobody@example.org")
+	// A target in a hosted domain must be a user; one elsewhere is
+	// forwarded. The alias must be in a local domain and must not shadow a
+	// user.
+	if out := ok(t, cfg, "", "alias", "add", "ext@example.org", "someone@example.net"); out != "added alias ext@example.org -> someone@example.net\n" {
+		t.Errorf("forwarding alias add: %q", out)
+	}
+	ok(t, cfg, "", "alias", "remove", "ext@example.org")
+	fails(t, 1, "is not a user of hosted domain", cfg, "", "alias", "add", "ext@example.org", "nobody@example.org")
 	fails(t, 1, "not found", cfg, "", "alias", "add", "x@example.net", "alice@example.org")
 	fails(t, 1, "is a user", cfg, "", "alias", "add", "alice@example.org", "bob@example.org")
 	fails(t, 2, "requires at least 2 arg(s)", cfg, "", "alias", "add", "lonely@example.org")
