@@ -28,6 +28,7 @@ type conn struct {
 	tls      string
 	verified bool
 	tr       *transcript // nil unless debug logging is on
+	reused   bool        // taken from the pool for this delivery
 }
 
 func (cn *conn) close() { cn.c.Close() }
@@ -35,12 +36,12 @@ func (cn *conn) close() { cn.c.Close() }
 // connect returns a ready connection to addr (host's address): an idle one
 // from the pool if it still answers RSET, else a new one. On failure the
 // reply says why.
-func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply) {
+func (c *Courier) connect(ctx context.Context, host, addr string, pooled bool) (*conn, reply) {
 	key := addr
 	if c.cfg.RelayHost != "" {
 		key = "relay " + addr
 	}
-	for {
+	for pooled {
 		cn := c.pool.get(key)
 		if cn == nil {
 			break
@@ -50,6 +51,7 @@ func (c *Courier) connect(ctx context.Context, host, addr string) (*conn, reply)
 		cn.nc.SetDeadline(time.Time{})
 		if err == nil {
 			connectionsReused.Inc()
+			cn.reused = true
 			return cn, reply{}
 		}
 		cn.close()

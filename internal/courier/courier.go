@@ -193,14 +193,24 @@ func (c *Courier) deliver(ctx context.Context, domain string, env Envelope, open
 			}
 			att.IP = ip.String()
 			addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
-			cn, r := c.connect(ctx, host, addr)
+			cn, r := c.connect(ctx, host, addr, true)
 			if cn == nil {
 				last = r
 				continue
 			}
+			res, reusable, stale := c.transact(ctx, cn, env, open)
+			if stale {
+				// The idle connection died between RSET and MAIL: the
+				// remote saw no transaction, so a new connection is safe.
+				cn.close()
+				if cn, r = c.connect(ctx, host, addr, false); cn == nil {
+					last = r
+					continue
+				}
+				res, reusable, _ = c.transact(ctx, cn, env, open)
+			}
 			att.TLS, att.Verified = cn.tls, cn.verified
 			att.DSN, _ = cn.c.Extension("DSN")
-			res, reusable := c.transact(ctx, cn, env, open)
 			att.Results = res
 			if reusable && ctx.Err() == nil {
 				c.pool.put(cn)

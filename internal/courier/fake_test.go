@@ -167,3 +167,37 @@ func TestSTARTTLSRefused(t *testing.T) {
 		t.Errorf("commands = %q, want %q", cmds, want)
 	}
 }
+
+// An idle connection that dies after answering RSET (at the EHLO that
+// go-smtp sends after it) is replaced by a new one for the same message.
+func TestReusedConnectionDiesAfterRSET(t *testing.T) {
+	port := freePort(t)
+	var mu sync.Mutex
+	rsets := 0
+	f := startFake(t, "127.0.0.1", port, "220 flaky.example ESMTP", func(cmd string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		switch verb, _, _ := strings.Cut(strings.ToUpper(cmd), " "); verb {
+		case "EHLO":
+			if rsets == 1 {
+				rsets++
+				return "" // hang up
+			}
+			return "250-flaky.example\r\n250 8BITMIME"
+		case "RSET":
+			rsets++
+			return "250 ok"
+		}
+		return oldServer(cmd)
+	})
+	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
+	wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org"), "250 2.0.0")
+	wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, "c@example.org"), "250 2.0.0")
+	cmds, data := f.log()
+	if len(data) != 2 {
+		t.Fatalf("%d messages; commands %q", len(data), cmds)
+	}
+	if n := strings.Count(strings.Join(cmds, "|"), "EHLO"); n != 3 {
+		t.Errorf("%d EHLO, want 3 (new, after RSET, new): %q", n, cmds)
+	}
+}

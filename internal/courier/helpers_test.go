@@ -48,6 +48,7 @@ type receiver struct {
 	mu         sync.Mutex
 	conns      int // TCP connections accepted
 	sessions   int // sessions (a new one after STARTTLS)
+	logouts    int // sessions ended (QUIT or a closed connection)
 	mails      int // MAIL commands
 	rcptCmds   int // RCPT commands
 	msgs       []received
@@ -192,8 +193,13 @@ func (s *rsession) Data(rd io.Reader) error {
 	return nil
 }
 
-func (s *rsession) Reset()        { s.cur = received{} }
-func (s *rsession) Logout() error { return nil }
+func (s *rsession) Reset() { s.cur = received{} }
+func (s *rsession) Logout() error {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	s.r.logouts++
+	return nil
+}
 
 // freePort returns a TCP port free on 127.0.0.1 now.
 func freePort(t *testing.T) int {

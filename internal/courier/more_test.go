@@ -138,3 +138,44 @@ func TestTranscriptRedactsAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleConnectionExpiresAndCloseQuits(t *testing.T) {
+	port := freePort(t)
+	rcv := startReceiver(t, "127.0.0.1", port)
+	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
+	c.pool.ttl = 100 * time.Millisecond
+	logouts := func() int {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.logouts
+	}
+	wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org"), "250 2.0.0")
+	if n := logouts(); n != 0 {
+		t.Fatalf("connection closed at once (%d)", n)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for logouts() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := logouts(); n != 1 {
+		t.Fatalf("idle connection not closed after its time: %d logouts", n)
+	}
+	c.pool.ttl = time.Minute
+	wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org"), "250 2.0.0")
+	if conns, _, _, _ := rcv.snapshot(); conns != 2 {
+		t.Errorf("conns = %d, want 2", conns)
+	}
+	c.Close()
+	deadline = time.Now().Add(3 * time.Second)
+	for logouts() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := logouts(); n != 2 {
+		t.Errorf("Close left the idle connection open: %d logouts", n)
+	}
+	// Deliveries still work after Close, without pooling.
+	wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org"), "250 2.0.0")
+	if len(c.pool.idle) != 0 {
+		t.Errorf("pool kept a connection after Close")
+	}
+}

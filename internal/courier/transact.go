@@ -12,8 +12,15 @@ import (
 )
 
 // transact runs one mail transaction on cn for all of env's recipients and
-// returns a result for each, and whether cn can be used again.
-func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open func() (io.ReadCloser, error)) ([]RcptResult, bool) {
+// returns a result for each and whether cn can be used again. stale reports
+// a reused connection found dead at MAIL FROM: the caller should retry on a
+// new connection and ignore the results.
+func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open func() (io.ReadCloser, error)) (results []RcptResult, reusable, stale bool) {
+	results, reusable = c.transaction(ctx, cn, env, open, &stale)
+	return results, reusable, stale
+}
+
+func (c *Courier) transaction(ctx context.Context, cn *conn, env Envelope, open func() (io.ReadCloser, error), stale *bool) ([]RcptResult, bool) {
 	stop := context.AfterFunc(ctx, func() { cn.nc.Close() })
 	defer stop()
 	lost := func(err error, during string) reply {
@@ -44,8 +51,11 @@ func (c *Courier) transact(ctx context.Context, cn *conn, env Envelope, open fun
 	if err := cn.c.Mail(env.From, mailOptions(env)); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
+			// 421: the reused connection is being closed (RFC 5321 3.8).
+			*stale = cn.reused && se.Code == 421
 			return all(env, remoteReply(se, cn.host)), c.reset(cn)
 		}
+		*stale = cn.reused && ctx.Err() == nil
 		return all(env, lost(err, "MAIL FROM")), false
 	}
 
