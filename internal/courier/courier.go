@@ -235,6 +235,15 @@ func (c *Courier) route(ctx context.Context, domain string) ([]string, int, *rep
 		}
 		return []string{host}, port, nil
 	}
+	if strings.HasPrefix(domain, "[") && strings.HasSuffix(domain, "]") {
+		// RFC 5321 4.1.3: an address literal, user@[192.0.2.1] or
+		// user@[IPv6:2001:db8::1], names the host itself.
+		lit := strings.TrimPrefix(domain[1:len(domain)-1], "ipv6:")
+		if ip := net.ParseIP(lit); ip != nil {
+			return []string{ip.String()}, c.cfg.MXPort, nil
+		}
+		return nil, 0, &reply{550, "5.1.2", fmt.Sprintf("bad address literal %s", domain)}
+	}
 	mxs, err := c.res.LookupMX(ctx, domain)
 	switch {
 	case errors.Is(err, dnsx.ErrNullMX):

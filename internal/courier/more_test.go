@@ -179,3 +179,15 @@ func TestIdleConnectionExpiresAndCloseQuits(t *testing.T) {
 		t.Errorf("pool kept a connection after Close")
 	}
 }
+
+func TestAddressLiteral(t *testing.T) {
+	port := freePort(t)
+	rcv := startReceiver(t, "127.0.0.1", port)
+	c := newCourier(t, port, zone("unrelated.test. A 192.0.2.1"))
+	wantCodes(t, deliver(t, c, "[127.0.0.1]", "a@sender.test", testMsg, "b@[127.0.0.1]"), "250 2.0.0")
+	if _, _, _, msgs := rcv.snapshot(); len(msgs) != 1 || msgs[0].rcpts[0] != "b@[127.0.0.1]" {
+		t.Errorf("messages = %+v", msgs)
+	}
+	wantCodes(t, deliver(t, c, "[IPv6:::1]", "a@sender.test", testMsg, "b@[IPv6:::1]"), "451 4.4.1")
+	wantCodes(t, deliver(t, c, "[999.1.1.1]", "a@sender.test", testMsg, "b@[999.1.1.1]"), "550 5.1.2")
+}

@@ -125,7 +125,7 @@ func (c *Courier) transaction(ctx context.Context, cn *conn, env Envelope, open 
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			setAccepted(remoteReply(se, cn.host))
-			return results, true
+			return results, se.Code != 421 // 421: the remote is closing
 		}
 		// RFC 5321 6.1: no reply after the final dot: the message may have
 		// been delivered, but only a retry is safe from loss.
@@ -212,6 +212,8 @@ func printableASCII(s string) bool {
 
 // reset ends an unfinished transaction and reports whether cn is still usable.
 func (c *Courier) reset(cn *conn) bool {
+	cn.nc.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	defer cn.nc.SetDeadline(time.Time{})
 	return cn.c.Reset() == nil
 }
 
