@@ -331,6 +331,19 @@ func TestEntriesByUIDFragmented(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v want %v", got, want)
 	}
+	// UIDs after expunging all but those.
+	var gone []uint32
+	for i := uint32(1); i <= 60; i++ {
+		if _, ok := slices.BinarySearch(want, i); !ok {
+			gone = append(gone, i)
+		}
+	}
+	if _, err := s.Expunge(context.Background(), inbox.ID, gone); err != nil {
+		t.Fatal(err)
+	}
+	if uids, err := s.UIDs(context.Background(), inbox.ID); err != nil || !slices.Equal(uids, want) {
+		t.Fatalf("UIDs %v %v, want %v", uids, err, want)
+	}
 }
 
 func TestMailboxIDsNeverReused(t *testing.T) {

@@ -1,0 +1,52 @@
+package imapd
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/postern-mail/postern/internal/store"
+)
+
+// BenchmarkSelect100k measures SELECT of a 100,000-message mailbox over a
+// real connection (DESIGN.md's target: under 50 ms).
+func BenchmarkSelect100k(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	mb, err := e.st.MailboxByName(ctx, e.user.ID, "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n, workers = 100000, 64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/workers; i++ {
+				bw, err := e.st.NewBlob()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.WriteString(bw, sampleMsg)
+				flags := store.FlagSeen
+				if i%10 == 0 {
+					flags = 0
+				}
+				if _, _, err := e.st.AppendMessage(ctx, mb.ID, &store.Append{Blob: bw, Flags: flags}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r := e.raw(b, true)
+	r.login()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.ok("SELECT INBOX")
+	}
+}
