@@ -77,6 +77,11 @@ func New(server string, timeout time.Duration) *Resolver {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	if server != "" {
+		if _, _, err := net.SplitHostPort(server); err != nil {
+			server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
+		}
+	}
 	return &Resolver{server: server, timeout: timeout, sys: net.DefaultResolver}
 }
 
