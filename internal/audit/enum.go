@@ -433,7 +433,12 @@ feed:
 	u.Throttled, u.Greylisted, u.Tarpit, u.Reconnects = st.throttled, st.greylisted, st.tarpit, st.reconnects
 
 	if len(u.Valid) > 0 {
+		// RCPT must tell unknown users apart; a server that throttles that
+		// has done what it can, so the residue is low.
 		sev := Medium
+		if u.Method == "rcpt" && (u.Throttled || u.Tarpit) {
+			sev = Low
+		}
 		ev := append(append([]string{}, validEv...), "-- a name that cannot exist:")
 		ev = append(ev, baseEvidence...)
 		r.add(Finding{ID: "users-enumerated", Severity: sev,

@@ -21,7 +21,10 @@ import (
 // startPostern runs Postern's own SMTP server in-process on a loopback
 // port, with its self-signed certificate, domain example.org and users
 // alice and bob. It returns the address.
-func startPostern(t *testing.T) string {
+func startPostern(t *testing.T) string { return startPosternWith(t, nil) }
+
+// startPosternWith is startPostern with a change to the SMTP config.
+func startPosternWith(t *testing.T, change func(*smtpd.Config)) string {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlite.Open(dir)
@@ -42,12 +45,16 @@ func startPostern(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := smtpd.New(smtpd.Config{
+	cfg := smtpd.Config{
 		Hostname: "mx.example.org", TLS: tlsConfig,
 		MaxMessageBytes: 1 << 20, MaxRecipients: 100, MaxConnections: 100, MaxConnectionsPerIP: 20,
 		MaxLineLength: 2000, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, st)
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	srv := smtpd.New(cfg, st)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

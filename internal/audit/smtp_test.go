@@ -3,6 +3,8 @@ package audit_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/postern-mail/postern/internal/audit"
+	"github.com/postern-mail/postern/internal/smtpd"
 )
 
 var wordlist = []string{"alice", "bob", "carol", "dave", "root", "admin", "# a comment", "", "alice"}
@@ -52,6 +55,46 @@ func TestPosternSMTP(t *testing.T) {
 	noFinding(t, r, "open-relay")
 	if r.Worst() == audit.High {
 		t.Errorf("a high finding against Postern's defaults: %v", ids(r))
+	}
+}
+
+// Postern's harvesting defence with its default thresholds (3 unknown
+// recipients, then growing delays; 20 per IP, then 421 at connect), the
+// delay scaled down for the test: the audit reports the tarpit and the
+// throttling, finds the users it reached, and claims nothing about the
+// names it could not ask about.
+func TestPosternHarvestingDefence(t *testing.T) {
+	addr := startPosternWith(t, func(c *smtpd.Config) {
+		c.UnknownRcptDelayAfter, c.UnknownRcptDelay, c.UnknownRcptMax = 3, 40*time.Millisecond, 10
+		c.UnknownRcptPerIP, c.UnknownRcptWindow, c.UnknownRcptCooldown = 20, 10*time.Minute, 10*time.Minute
+	})
+	names := []string{"alice", "bob"}
+	for i := 0; i < 28; i++ {
+		names = append(names, fmt.Sprintf("nobody%02d", i))
+	}
+	o := fastOptions(addr)
+	o.Users, o.Domain, o.NoRelay = names, "example.org", true
+	o.SlowReply, o.MaxReconnects = 30*time.Millisecond, 2
+	r := runAudit(t, "smtp", o)
+	if testing.Verbose() {
+		r.WriteText(os.Stderr)
+	}
+	u := r.Users
+	if u.Method != "rcpt" || !u.Tarpit || !u.Throttled || u.Complete ||
+		!reflect.DeepEqual(u.Valid, []string{"alice@example.org", "bob@example.org"}) || len(u.Inconclusive) == 0 {
+		t.Errorf("users %+v", u)
+	}
+	for _, v := range u.Valid {
+		if strings.Contains(v, "nobody") {
+			t.Errorf("false positive %s", v)
+		}
+	}
+	wantFinding(t, r, "enumeration-defended", audit.Info)
+	wantFinding(t, r, "users-enumerated", audit.Low)
+	noFinding(t, r, "rcpt-enumeration-unlimited")
+	ev := strings.Join(r.Finding("enumeration-defended").Evidence, "\n")
+	if !strings.Contains(ev, "421") || !strings.Contains(ev, "tarpit") {
+		t.Errorf("evidence %q", ev)
 	}
 }
 
