@@ -150,12 +150,12 @@ func (p slogPrintf) Printf(format string, args ...any) {
 // Serve accepts plain connections on l (STARTTLS offered; LOGIN and
 // AUTHENTICATE refused until TLS: LOGINDISABLED, RFC 9051 6.2.3).
 func (s *Server) Serve(l net.Listener) error {
-	return s.imap.Serve(s.limiter.wrap(l))
+	return s.imap.Serve(s.limiter.wrap(l, true))
 }
 
 // ServeTLS accepts implicit-TLS connections on l (port 993, RFC 8314).
 func (s *Server) ServeTLS(l net.Listener) error {
-	return s.imap.Serve(tls.NewListener(s.limiter.wrap(l), s.cfg.TLS))
+	return s.imap.Serve(tls.NewListener(s.limiter.wrap(l, false), s.cfg.TLS))
 }
 
 // Close stops the listeners and closes every connection.

@@ -18,7 +18,11 @@ func newConnLimiter(max, perIP int) *connLimiter {
 	return &connLimiter{max: max, perIP: perIP, byIP: map[string]int{}}
 }
 
-func (c *connLimiter) wrap(l net.Listener) net.Listener { return &limitListener{Listener: l, c: c} }
+// wrap limits l; bye says whether a refused client gets "* BYE" (not on
+// an implicit-TLS listener, where plaintext would only confuse the client).
+func (c *connLimiter) wrap(l net.Listener, bye bool) net.Listener {
+	return &limitListener{Listener: l, c: c, bye: bye}
+}
 
 func (c *connLimiter) acquire(ip string) bool {
 	c.mu.Lock()
@@ -42,7 +46,8 @@ func (c *connLimiter) release(ip string) {
 
 type limitListener struct {
 	net.Listener
-	c *connLimiter
+	c   *connLimiter
+	bye bool
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -53,7 +58,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(conn.RemoteAddr())
 		if !l.c.acquire(ip) {
-			conn.Write([]byte("* BYE Too many connections, try again later\r\n"))
+			if l.bye {
+				conn.Write([]byte("* BYE Too many connections, try again later\r\n"))
+			}
 			conn.Close()
 			continue
 		}
