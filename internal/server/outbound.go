@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/postern-mail/postern/internal/auth"
+	"github.com/postern-mail/postern/internal/config"
+	"github.com/postern-mail/postern/internal/courier"
+	"github.com/postern-mail/postern/internal/dnsx"
+	"github.com/postern-mail/postern/internal/queue"
+	"github.com/postern-mail/postern/internal/smtpd"
+	"github.com/postern-mail/postern/internal/store/sqlite"
+)
+
+// courierTransport lets the queue deliver through the courier.
+type courierTransport struct{ c *courier.Courier }
+
+func (t courierTransport) Deliver(ctx context.Context, domain string, env queue.Envelope, open func() (io.ReadCloser, error)) queue.Attempt {
+	utf8 := !isASCII(env.From)
+	for _, r := range env.Recipients {
+		utf8 = utf8 || !isASCII(r)
+	}
+	att := t.c.Deliver(ctx, domain, courier.Envelope{From: env.From, Recipients: env.Recipients, Size: env.Size, UTF8: utf8}, open)
+	out := queue.Attempt{Host: att.Host, IP: att.IP, TLS: att.TLS}
+	for _, r := range att.Results {
+		out.Results = append(out.Results, queue.Result{Recipient: r.Recipient, Code: r.Code, Enhanced: r.Enhanced, Text: r.Text})
+	}
+	return out
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// outbound is the sending side: the submission listeners and the queue.
+type outbound struct {
+	srv     *smtpd.Server
+	courier *courier.Courier
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// startOutbound starts the queue runner and the submission listeners (587
+// with STARTTLS, 465 with implicit TLS).
+func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, throttle *auth.Throttle, log *slog.Logger,
+	listen func(string) (net.Listener, error), wg *sync.WaitGroup, errc chan<- error, out io.Writer) (*outbound, error) {
+	o := &outbound{done: make(chan struct{})}
+	o.courier = courier.New(courier.Config{
+		Hostname:       cfg.Hostname,
+		Resolver:       dnsx.New(cfg.DNS.Resolver, 10*time.Second),
+		MXPort:         cfg.Delivery.MXPort,
+		RelayHost:      cfg.Delivery.RelayHost,
+		ConnectTimeout: 30 * time.Second,
+		CommandTimeout: cfg.Limits.CommandTimeout.Duration,
+		MaxPerDomain:   10,
+		Logger:         log.With("svc", "courier"),
+	})
+	var retry []time.Duration
+	for _, d := range cfg.Queue.Retry {
+		retry = append(retry, d.Duration)
+	}
+	q := queue.New(queue.Config{
+		Hostname:     cfg.Hostname,
+		Retry:        retry,
+		MaxLifetime:  cfg.Queue.MaxLifetime.Duration,
+		DelayWarning: cfg.Queue.DelayWarning.Duration,
+		Concurrency:  cfg.Queue.Concurrency,
+		Logger:       log.With("svc", "queue"),
+	}, st, st, courierTransport{o.courier})
+	ctx, cancel := context.WithCancel(context.Background())
+	o.cancel = cancel
+	go func() {
+		defer close(o.done)
+		q.Run(ctx)
+	}()
+
+	o.srv = smtpd.New(smtpd.Config{
+		Hostname:            cfg.Hostname,
+		TLS:                 tlsConfig,
+		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
+		MaxRecipients:       cfg.Limits.MaxRecipients,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		MaxLineLength:       cfg.Limits.MaxLineLength,
+		CommandTimeout:      cfg.Limits.CommandTimeout.Duration,
+		DataTimeout:         cfg.Limits.DataTimeout.Duration,
+		Logger:              log.With("svc", "submission"),
+		Submission:          true,
+		Throttle:            throttle,
+		AuthFailDelay:       cfg.Limits.AuthFailDelay.Duration,
+	}, st)
+	for _, svc := range []struct {
+		name     string
+		addrs    []string
+		implicit bool
+	}{{"submission", cfg.Listen.Submission, false}, {"submissions", cfg.Listen.Submissions, true}} {
+		for _, addr := range svc.addrs {
+			l, err := listen(addr)
+			if err != nil {
+				o.stop(context.Background())
+				return nil, err
+			}
+			log.Info("listening", "svc", svc.name, "addr", l.Addr().String())
+			fmt.Fprintf(out, "%s listening on %s\n", svc.name, l.Addr())
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serve := o.srv.Serve
+				if svc.implicit {
+					serve = func(l net.Listener) error { return o.srv.ServeTLS(l, tlsConfig) }
+				}
+				if err := serve(l); err != nil {
+					errc <- fmt.Errorf("%s %s: %w", svc.name, l.Addr(), err)
+				}
+			}()
+		}
+	}
+	return o, nil
+}
+
+// stop ends submission sessions (within ctx) and the queue runner, waiting
+// for deliveries in flight.
+func (o *outbound) stop(ctx context.Context) {
+	if o.srv != nil {
+		o.srv.Shutdown(ctx)
+	}
+	o.cancel()
+	<-o.done
+	o.courier.Close()
+}
