@@ -103,6 +103,19 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
+// ServeTLS is Serve for implicit TLS (submissions, port 465). The TLS
+// layer goes over the connection limits, not under them, so that go-smtp
+// sees a *tls.Conn: it then offers AUTH and records TLS in Received.
+func (s *Server) ServeTLS(l net.Listener, config *tls.Config) error {
+	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
+	ll.blocked = s.probes.blocked
+	err := s.srv.Serve(tls.NewListener(ll, config))
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
 // Shutdown stops accepting, lets sessions in flight finish until ctx ends,
 // then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
