@@ -231,3 +231,12 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// greetingError explains a missing greeting; silence on a clear-text
+// connection usually means the port expects implicit TLS.
+func greetingError(o *Options, implicit bool, err error) error {
+	if isTimeout(err) && !implicit {
+		return fmt.Errorf("%s: no greeting within %s (if the port expects implicit TLS, add --tls): %w", o.Target, o.Timeout, err)
+	}
+	return fmt.Errorf("%s: reading the greeting: %w", o.Target, err)
+}

@@ -133,7 +133,7 @@ func auditIMAP(ctx context.Context, o *Options) (*Report, error) {
 	}
 	greeting, err := s.readLine()
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading the greeting: %w", o.Target, err)
+		return nil, greetingError(o, implicit, err)
 	}
 	r.Banner = greeting
 	if !strings.HasPrefix(greeting, "* OK") && !strings.HasPrefix(greeting, "* PREAUTH") {

@@ -63,7 +63,7 @@ func auditPOP3(ctx context.Context, o *Options) (*Report, error) {
 	}
 	greeting, err := c.readLine()
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading the greeting: %w", o.Target, err)
+		return nil, greetingError(o, implicit, err)
 	}
 	r.Banner = greeting
 	if !strings.HasPrefix(greeting, "+OK") {

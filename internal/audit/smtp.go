@@ -160,7 +160,7 @@ func auditSMTP(ctx context.Context, o *Options) (*Report, error) {
 		fillTLS(r, st, o.Now())
 	}
 	if s.greeting, err = c.readReply(); err != nil {
-		return nil, fmt.Errorf("%s: reading the greeting: %w", o.Target, err)
+		return nil, greetingError(o, implicit, err)
 	}
 	r.Banner = s.greeting.text()
 	r.Hostname = hostnameFromGreeting(s.greeting.first())
