@@ -32,6 +32,9 @@ type server struct {
 	config  string
 	dataDir string
 	limits  string // extra lines of the [limits] table
+	// render, if set, makes the config file instead of the default one;
+	// such a server keeps its ports when one is taken (no re-pick).
+	render func() string
 
 	smtpPort  int
 	adminPort int
@@ -104,6 +107,9 @@ command_timeout = "30s"
 data_timeout = "30s"
 %s
 `, hostname, s.smtpPort, s.adminPort, s.limits)
+	if s.render != nil {
+		cfg = s.render()
+	}
 	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
 		s.t.Fatal(err)
 	}
@@ -130,7 +136,7 @@ func (s *server) start() {
 		if err == nil {
 			return
 		}
-		if attempt < 3 && strings.Contains(s.stderr.String(), "address already in use") {
+		if attempt < 3 && s.render == nil && strings.Contains(s.stderr.String(), "address already in use") {
 			s.logs = append(s.logs, s.stderr.String())
 			s.pickPorts()
 			s.writeConfig()
