@@ -65,6 +65,10 @@ type DNS struct {
 type Delivery struct {
 	MXPort    int    `toml:"mx_port"`
 	RelayHost string `toml:"relay_host"`
+	// RelayUser and RelayPassword authenticate to the smarthost (AUTH
+	// PLAIN, only over TLS).
+	RelayUser     string `toml:"relay_user"`
+	RelayPassword string `toml:"relay_password"`
 }
 
 // Limits bounds what one client may make the server do.
@@ -391,6 +395,9 @@ func (c *Config) validate() error {
 		if err := checkHostPort(c.Delivery.RelayHost, false); err != nil {
 			return bad("delivery.relay_host", "%q: %v", c.Delivery.RelayHost, err)
 		}
+	}
+	if (c.Delivery.RelayUser != "" || c.Delivery.RelayPassword != "") && c.Delivery.RelayHost == "" {
+		return bad("delivery.relay_user", "relay_user and relay_password need delivery.relay_host")
 	}
 	l := c.Limits
 	if l.MaxMessageSize < 1024 || l.MaxMessageSize > 4<<30 {

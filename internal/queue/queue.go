@@ -26,6 +26,10 @@ type Envelope struct {
 	From       string
 	Recipients []string
 	Size       int64
+	// DSN parameters (RFC 3461) to pass on when the remote offers DSN.
+	Ret, EnvID string
+	Notify     []string // per recipient, parallel to Recipients
+	ORcpt      []string // per recipient, parallel to Recipients
 }
 
 // Result is the remote's answer for one recipient (Code 2xx: delivered).
@@ -40,6 +44,9 @@ type Result struct {
 type Attempt struct {
 	Host, IP, TLS string
 	Results       []Result // one per recipient
+	// RemoteDSN: the remote offered DSN and was handed the parameters, so
+	// it, not we, reports success (RFC 3461 6.2: no "relayed" notice).
+	RemoteDSN bool
 }
 
 // Transport delivers a message to the recipients of one domain.
@@ -217,10 +224,12 @@ func (q *Queue) nextDelay(attempts int) time.Duration {
 // attempt delivers one group and records the outcome of every entry.
 func (q *Queue) attempt(ctx context.Context, g *group) {
 	first := g.entries[0]
-	env := Envelope{From: first.From, Size: first.Size}
+	env := Envelope{From: first.From, Size: first.Size, Ret: first.Ret, EnvID: first.EnvID}
 	byRcpt := map[string]store.QueueEntry{}
 	for _, e := range g.entries {
 		env.Recipients = append(env.Recipients, e.Recipient)
+		env.Notify = append(env.Notify, e.Notify)
+		env.ORcpt = append(env.ORcpt, e.ORcpt)
 		byRcpt[strings.ToLower(e.Recipient)] = e
 	}
 	open := func() (io.ReadCloser, error) { return q.st.OpenMessage(ctx, first.MessageID) }
@@ -252,7 +261,7 @@ func (q *Queue) attempt(ctx context.Context, g *group) {
 		case r.Code >= 200 && r.Code < 300:
 			doneIDs = append(doneIDs, e.ID)
 			events = append(events, store.Event{QueueID: e.QueueID, Time: now, Kind: "delivered", Detail: fmt.Sprintf("to=<%s> %s reply=%q", e.Recipient, where, reply)})
-			if notifies(e.Notify, "SUCCESS") {
+			if notifies(e.Notify, "SUCCESS") && !att.RemoteDSN {
 				succeeded = append(succeeded, dr)
 			}
 			deliveriesTotal.WithLabelValues("delivered").Inc()

@@ -27,8 +27,12 @@ func (t courierTransport) Deliver(ctx context.Context, domain string, env queue.
 	for _, r := range env.Recipients {
 		utf8 = utf8 || !isASCII(r)
 	}
-	att := t.c.Deliver(ctx, domain, courier.Envelope{From: env.From, Recipients: env.Recipients, Size: env.Size, UTF8: utf8}, open)
-	out := queue.Attempt{Host: att.Host, IP: att.IP, TLS: att.TLS}
+	cenv := courier.Envelope{From: env.From, Recipients: env.Recipients, Size: env.Size, UTF8: utf8, Ret: env.Ret, EnvID: env.EnvID}
+	for i := range env.Recipients {
+		cenv.DSN = append(cenv.DSN, courier.RcptDSN{Notify: env.Notify[i], ORcpt: env.ORcpt[i]})
+	}
+	att := t.c.Deliver(ctx, domain, cenv, open)
+	out := queue.Attempt{Host: att.Host, IP: att.IP, TLS: att.TLS, RemoteDSN: att.DSN}
 	for _, r := range att.Results {
 		out.Results = append(out.Results, queue.Result{Recipient: r.Recipient, Code: r.Code, Enhanced: r.Enhanced, Text: r.Text})
 	}
@@ -62,6 +66,8 @@ func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, 
 		Resolver:       dnsx.New(cfg.DNS.Resolver, 10*time.Second),
 		MXPort:         cfg.Delivery.MXPort,
 		RelayHost:      cfg.Delivery.RelayHost,
+		RelayUser:      cfg.Delivery.RelayUser,
+		RelayPassword:  cfg.Delivery.RelayPassword,
 		ConnectTimeout: 30 * time.Second,
 		CommandTimeout: cfg.Limits.CommandTimeout.Duration,
 		MaxPerDomain:   10,
