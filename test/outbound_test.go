@@ -208,7 +208,7 @@ func TestOutboundSubmission(t *testing.T) {
 		}
 		qid := queueID(t, r.Data)
 		dsn := waitMessage(t, pp.a.server, "alice@a.test", "Undelivered Mail Returned to Sender", deliveryTimeout)
-		checkFailureDSN(t, dsn, qid, "nobody@b.test")
+		checkFailureDSN(t, dsn, qid, "nobody@b.test", "mx.b.test")
 		evs := pp.a.trace(qid)
 		if b := eventsOf(evs, "bounced"); len(b) != 1 || !strings.Contains(b[0].Detail, "host=mx.b.test") || !strings.Contains(b[0].Detail, `reply="550 5.1.1`) {
 			t.Errorf("bounced events %v, want one from mx.b.test with 550 5.1.1", b)
@@ -402,7 +402,7 @@ func TestOutboundRemoteDown(t *testing.T) {
 
 // checkFailureDSN parses an RFC 3464 failure report for one recipient of
 // the message with queue id qid.
-func checkFailureDSN(t *testing.T, m mboxMessage, qid, rcpt string) {
+func checkFailureDSN(t *testing.T, m mboxMessage, qid, rcpt, remoteMTA string) {
 	t.Helper()
 	if got := m.Header.Get("Return-Path"); got != "<>" {
 		t.Errorf("DSN Return-Path %q, want <>", got)
@@ -462,14 +462,14 @@ func checkFailureDSN(t *testing.T, m mboxMessage, qid, rcpt string) {
 	if _, err := mail.ParseDate(msgFields.Get("Arrival-Date")); err != nil {
 		t.Errorf("Arrival-Date %q: %v", msgFields.Get("Arrival-Date"), err)
 	}
-	want = map[string]string{"Final-Recipient": "rfc822; " + rcpt, "Action": "failed", "Status": "5.1.1", "Remote-Mta": "dns; mx.b.test"}
+	want = map[string]string{"Final-Recipient": "rfc822; " + rcpt, "Action": "failed", "Status": "5.1.1", "Remote-Mta": "dns; " + remoteMTA}
 	for k, v := range want {
 		if got := rcptFields.Get(k); got != v {
 			t.Errorf("%s: %q, want %q", k, got, v)
 		}
 	}
 	if d := rcptFields.Get("Diagnostic-Code"); !strings.HasPrefix(d, "smtp; 550 5.1.1") || !strings.Contains(d, rcpt) {
-		t.Errorf("Diagnostic-Code %q, want b.test's 550 5.1.1 for %s", d, rcpt)
+		t.Errorf("Diagnostic-Code %q, want %s's 550 5.1.1 for %s", d, remoteMTA, rcpt)
 	}
 	if _, err := mail.ParseDate(rcptFields.Get("Last-Attempt-Date")); err != nil {
 		t.Errorf("Last-Attempt-Date %q: %v", rcptFields.Get("Last-Attempt-Date"), err)
@@ -479,7 +479,7 @@ func checkFailureDSN(t *testing.T, m mboxMessage, qid, rcpt string) {
 	if err != nil {
 		t.Fatalf("returned headers: %v\n%s", err, parts[2])
 	}
-	if orig.Header.Get("To") != rcpt || !strings.Contains(orig.Header.Get("Received"), "id "+qid) {
+	if !strings.Contains(orig.Header.Get("To"), rcpt) || !strings.Contains(orig.Header.Get("Received"), "id "+qid) {
 		t.Errorf("returned headers are not the original's:\n%s", parts[2])
 	}
 }

@@ -150,7 +150,12 @@ type peerPair struct {
 func startPair(t *testing.T, queue string) peerPair {
 	t.Helper()
 	dns := mxZone(t, map[string]string{"a.test": "127.0.0.2", "b.test": "127.0.0.3"})
-	port := commonPort(t, "127.0.0.2", "127.0.0.3")
+	return startPairWith(t, queue, dns, commonPort(t, "127.0.0.2", "127.0.0.3"))
+}
+
+// startPairWith is startPair with a given DNS server and SMTP port.
+func startPairWith(t *testing.T, queue string, dns *dnstest.Server, port int) peerPair {
+	t.Helper()
 	a := newPeer(t, "a.test", "127.0.0.2", port, dns.Addr, queue, "alice", "carol")
 	b := newPeer(t, "b.test", "127.0.0.3", port, dns.Addr, queue, "bob", "carol", "dave")
 	a.start()
