@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,7 +145,12 @@ func New(cfg Config, backend Backend) *Server {
 type slogPrintf struct{ l *slog.Logger }
 
 func (p slogPrintf) Printf(format string, args ...any) {
-	p.l.Warn(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, "use of closed network connection") || strings.Contains(msg, "connection reset by peer") {
+		p.l.Debug(msg) // a client or the shutdown closed the connection
+		return
+	}
+	p.l.Warn(msg)
 }
 
 // Serve accepts plain connections on l (STARTTLS offered; LOGIN and
