@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -387,6 +389,11 @@ func enumerate(ctx context.Context, o *Options, r *Report) {
 					complete = false
 				case rep.code >= 250 && rep.code <= 252:
 					u.Valid = append(u.Valid, addr)
+					if p.method == "expn" {
+						if m := expansion(rep, addr); len(m) > 0 {
+							u.Expanded[addr] = m
+						}
+					}
 					if validEv == nil {
 						validEv = ev
 					}
@@ -481,4 +488,20 @@ func noteEnumFlags(r *Report, st *enumState) {
 			Evidence: st.evidence,
 			Fix:      "Nothing to fix: this is a good defence."})
 	}
+}
+
+var angleAddr = regexp.MustCompile(`<([^<>\s]+@[^<>\s]+)>`)
+
+// expansion lists the addresses in an EXPN reply other than the name
+// asked about (RFC 5321 3.5.2).
+func expansion(r reply, asked string) []string {
+	var out []string
+	for _, l := range r.lines {
+		for _, m := range angleAddr.FindAllStringSubmatch(l, -1) {
+			if !strings.EqualFold(m[1], asked) && !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+		}
+	}
+	return out
 }

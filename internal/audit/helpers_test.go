@@ -304,6 +304,7 @@ type smtpPeer struct {
 	ehlo  []string
 	users map[string]bool
 	vrfy  func(c *fakeConn, arg string, known bool) string
+	expn  func(c *fakeConn, arg string, known bool) string
 	rcpt  func(c *fakeConn, arg string, known bool) string
 }
 
@@ -339,6 +340,10 @@ func (p smtpPeer) handler() func(c *fakeConn, line string) string {
 			}
 			return "252 2.0.0 Send some mail, I'll try my best"
 		case "EXPN":
+			name := strings.ToLower(strings.Trim(arg, "<>"))
+			if p.expn != nil {
+				return p.expn(c, name, p.users[name])
+			}
 			return "502 5.5.2 Error: command not recognized"
 		case "RCPT":
 			c.rcpts++

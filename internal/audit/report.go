@@ -91,6 +91,9 @@ type UsersResult struct {
 	Tarpit       bool     `json:"tarpit"`
 	Greylisted   bool     `json:"greylisted"`
 	Reconnects   int      `json:"reconnects"`
+	// Expanded lists, for EXPN, the members a valid name expands to (a
+	// mailing list or alias), when they differ from the name.
+	Expanded map[string][]string `json:"expanded"`
 	// Methods says, per method probed, whether it tells users apart.
 	Methods  map[string]string `json:"methods"`
 	Complete bool              `json:"complete"`
@@ -147,7 +150,7 @@ func newReport(target, protocol string) *Report {
 		Target: target, Protocol: protocol,
 		Extensions: []string{}, ExtensionsAfterTLS: []string{}, AuthBeforeTLS: []string{}, AuthAfterTLS: []string{},
 		TLS:       TLSInfo{CertNames: []string{}},
-		Users:     UsersResult{Valid: []string{}, Inconclusive: []string{}, Methods: map[string]string{}},
+		Users:     UsersResult{Valid: []string{}, Inconclusive: []string{}, Expanded: map[string][]string{}, Methods: map[string]string{}},
 		Relay:     RelayResult{Accepted: []string{}, DataAccepted: []string{}},
 		Smuggling: SmugglingResult{AcceptedSequences: []string{}},
 		Findings:  []Finding{}, Errors: []string{},
@@ -264,6 +267,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		b.WriteString("\n")
 		for _, v := range u.Valid {
+			if m := u.Expanded[v]; len(m) > 0 {
+				v += " -> " + strings.Join(m, ", ")
+			}
 			fmt.Fprintf(&b, "  %-15s %s\n", "", v)
 		}
 		if len(u.Inconclusive) > 0 {

@@ -187,6 +187,34 @@ func TestVRFYLeak(t *testing.T) {
 	}
 }
 
+// VRFY is off but EXPN expands lists and names users: auto picks EXPN.
+func TestEXPNLeak(t *testing.T) {
+	users := map[string]bool{"carol@example.net": true, "staff@example.net": true}
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP Sendmail 8.17.1/8.17.1; Thu, 26 Nov 2026 10:00:00 GMT",
+		handle: smtpPeer{users: users,
+			vrfy: func(c *fakeConn, arg string, known bool) string { return "502 5.7.0 VRFY disabled" },
+			expn: func(c *fakeConn, arg string, known bool) string {
+				switch {
+				case arg == "staff@example.net":
+					return "250-2.1.5 <alice@example.net>\r\n250 2.1.5 <bob@example.net>"
+				case known || arg == "postmaster":
+					return "250 2.1.5 <" + arg + ">"
+				}
+				return "550 5.1.1 " + arg + "... User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay = []string{"carol", "staff", "dave"}, "example.net", true
+	r := runAudit(t, "smtp", o)
+	if r.Software != "Sendmail" || r.Version != "8.17.1" || r.VRFY != "disabled" || r.EXPN != "reveals users" {
+		t.Errorf("software %q %q vrfy %q expn %q", r.Software, r.Version, r.VRFY, r.EXPN)
+	}
+	wantFinding(t, r, "expn-enabled", audit.Medium)
+	if r.Users.Method != "expn" || !reflect.DeepEqual(r.Users.Valid, []string{"carol@example.net", "staff@example.net"}) ||
+		!reflect.DeepEqual(r.Users.Expanded, map[string][]string{"staff@example.net": {"alice@example.net", "bob@example.net"}}) {
+		t.Errorf("users %+v", r.Users)
+	}
+}
+
 // VRFY answers 252 for everything, as nmap misreads: never a user from it.
 func TestVRFY252NotAUser(t *testing.T) {
 	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
