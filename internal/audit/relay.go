@@ -20,6 +20,9 @@ type relayVariant struct {
 // relayVariants returns nmap's 16 combinations for relay address to,
 // target IP ip and the target's domain.
 func relayVariants(to, ip, domain string) []relayVariant {
+	if strings.Contains(ip, ":") {
+		ip = "IPv6:" + ip // RFC 5321 4.1.3 address literal
+	}
 	at := strings.LastIndexByte(to, '@')
 	user, host := to[:at], to[at+1:]
 	const from = "antispam"
