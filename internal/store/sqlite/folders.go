@@ -209,7 +209,7 @@ func (s *Store) MailboxKeywords(ctx context.Context, mailboxID int64) ([]string,
 }
 
 func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	rows, err := s.rquery(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

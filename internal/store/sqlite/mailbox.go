@@ -23,7 +23,7 @@ func scanMailbox(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
 
 // Mailboxes lists a user's mailboxes, INBOX first.
 func (s *Store) Mailboxes(ctx context.Context, userID int64) ([]store.Mailbox, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE user_id = ? ORDER BY name != 'INBOX', name`, userID)
+	rows, err := s.rquery(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE user_id = ? ORDER BY name != 'INBOX', name`, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (s *Store) MailboxByName(ctx context.Context, userID int64, name string) (s
 	if strings.EqualFold(name, "INBOX") {
 		name = "INBOX"
 	}
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name))
+	m, err := scanMailbox(s.rqueryRow(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("mailbox %s: %w", name, store.ErrNotFound)
 	}
@@ -69,7 +69,7 @@ func (s *Store) OpenEntry(ctx context.Context, mailboxID int64, uid uint32) (io.
 	var prefix, data []byte
 	var qid string
 	var inline bool
-	err := s.rdb.QueryRowContext(ctx, `SELECT e.prefix, m.qid, m.inline, c.data FROM entries e JOIN messages m ON m.id = e.message_id
+	err := s.rqueryRow(ctx, `SELECT e.prefix, m.qid, m.inline, c.data FROM entries e JOIN messages m ON m.id = e.message_id
 		LEFT JOIN contents c ON c.message_id = m.id WHERE e.mailbox_id = ? AND e.uid = ?`, mailboxID, uid).Scan(&prefix, &qid, &inline, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", uid, store.ErrNotFound)
@@ -103,7 +103,7 @@ func (s *Store) SetFlags(ctx context.Context, mailboxID int64, uids []uint32, fl
 }
 
 func (s *Store) mailboxByID(ctx context.Context, id int64) (store.Mailbox, error) {
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE id = ?`, id))
+	m, err := scanMailbox(s.rqueryRow(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("mailbox %d: %w", id, store.ErrNotFound)
 	}

@@ -135,7 +135,7 @@ func entryKeywords(w *wtx, mbID int64, uid uint32) ([]string, error) {
 func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
 	var list sql.NullString
 	var n int
-	if err := s.rdb.QueryRowContext(ctx, `SELECT (SELECT group_concat(uid) FROM (SELECT uid FROM entries WHERE mailbox_id = ?1 ORDER BY uid)),
+	if err := s.rqueryRow(ctx, `SELECT (SELECT group_concat(uid) FROM (SELECT uid FROM entries WHERE mailbox_id = ?1 ORDER BY uid)),
 		(SELECT messages FROM mailboxes WHERE id = ?1)`, mailboxID).Scan(&list, &n); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
 // FirstUnseen returns the lowest UID without \Seen, 0 if every message is seen.
 func (s *Store) FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error) {
 	var uid sql.NullInt64
-	err := s.rdb.QueryRowContext(ctx, `SELECT min(uid) FROM entries WHERE mailbox_id = ? AND flags & ? = 0`, mailboxID, store.FlagSeen).Scan(&uid)
+	err := s.rqueryRow(ctx, `SELECT min(uid) FROM entries WHERE mailbox_id = ? AND flags & ? = 0`, mailboxID, store.FlagSeen).Scan(&uid)
 	return uint32(uid.Int64), err
 }
 
@@ -211,7 +211,7 @@ func (s *Store) EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32
 
 // entriesRange reads the entries with lo <= uid <= hi, with keywords.
 func (s *Store) entriesRange(ctx context.Context, mailboxID int64, lo, hi uint32) ([]store.Entry, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT e.uid, e.message_id, m.qid, m.mail_from, e.flags, e.modseq, e.internal_date, e.size
+	rows, err := s.rquery(ctx, `SELECT e.uid, e.message_id, m.qid, m.mail_from, e.flags, e.modseq, e.internal_date, e.size
 		FROM entries e JOIN messages m ON m.id = e.message_id WHERE e.mailbox_id = ? AND e.uid BETWEEN ? AND ? ORDER BY e.uid`, mailboxID, lo, hi)
 	if err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func (s *Store) entriesRange(ctx context.Context, mailboxID int64, lo, hi uint32
 		return nil, err
 	}
 	rows.Close()
-	krows, err := s.rdb.QueryContext(ctx, `SELECT uid, keyword FROM keywords WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid, keyword`, mailboxID, lo, hi)
+	krows, err := s.rquery(ctx, `SELECT uid, keyword FROM keywords WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid, keyword`, mailboxID, lo, hi)
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,7 @@ type Store struct {
 	stmts map[string]*sql.Stmt // writer-goroutine only
 
 	changes *store.Broadcaster // committed mailbox changes, published by the writer
+	rstmts  sync.Map           // query text: prepared reader *sql.Stmt
 
 	enqueueMu sync.Mutex
 	onEnqueue []func()
@@ -170,6 +171,7 @@ func Open(dir string) (*Store, error) {
 }
 
 func (s *Store) closeDBs() {
+	s.closeReadStmts()
 	for _, st := range s.stmts {
 		st.Close()
 	}
