@@ -82,6 +82,9 @@ type Limits struct {
 	DataTimeout         Duration `toml:"data_timeout"`
 	ShutdownGrace       Duration `toml:"shutdown_grace"`
 	AuthFailDelay       Duration `toml:"auth_fail_delay"`
+	// IMAPIdleTimeout ends an IMAP session silent (or in IDLE) that long;
+	// 0 keeps go-imap's 35 minutes. RFC 9051 5.4 asks for at least 30.
+	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
 
 	// Address harvesting defence on the MX (0 disables each).
 	RcptUnknownDelayAfter int      `toml:"rcpt_unknown_delay_after"` // then each RCPT reply is delayed
@@ -435,6 +438,9 @@ func (c *Config) validate() error {
 	}
 	if l.RcptUnknownPerIP > 0 && (l.RcptUnknownWindow.Duration < time.Second || l.RcptUnknownCooldown.Duration < time.Second) {
 		return bad("limits.rcpt_unknown_window", "rcpt_unknown_window and rcpt_unknown_cooldown must be at least 1s when rcpt_unknown_per_ip is set")
+	}
+	if d := l.IMAPIdleTimeout.Duration; d != 0 && (d < time.Minute || d > 24*time.Hour) {
+		return bad("limits.imap_idle_timeout", "must be 0 (35m) or from 1m to 24h (got %v); RFC 9051 asks for at least 30m", d)
 	}
 	if l.RcptUnknownDelay.Duration < 0 {
 		return bad("limits.rcpt_unknown_delay", "must not be negative")

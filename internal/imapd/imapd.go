@@ -67,6 +67,9 @@ type Config struct {
 	MaxConnections      int         // in all; 0: unlimited
 	MaxConnectionsPerIP int         // 0: unlimited
 	MaxMessageBytes     int64       // APPENDLIMIT; a larger literal gets NO [TOOBIG] before its continuation
+	// IdleTimeout ends a session that sends nothing (also in IDLE) for
+	// that long; 0 keeps go-imap's 35 minutes (RFC 9051 5.4: at least 30).
+	IdleTimeout time.Duration
 	// FailedLoginDelay is added before answering a failed login.
 	FailedLoginDelay time.Duration
 	// Throttle refuses logins after repeated failures per IP and account;
@@ -156,12 +159,12 @@ func (p slogPrintf) Printf(format string, args ...any) {
 // Serve accepts plain connections on l (STARTTLS offered; LOGIN and
 // AUTHENTICATE refused until TLS: LOGINDISABLED, RFC 9051 6.2.3).
 func (s *Server) Serve(l net.Listener) error {
-	return s.imap.Serve(s.limiter.wrap(l, true))
+	return s.imap.Serve(s.limiter.wrap(l, true, s.cfg.IdleTimeout))
 }
 
 // ServeTLS accepts implicit-TLS connections on l (port 993, RFC 8314).
 func (s *Server) ServeTLS(l net.Listener) error {
-	return s.imap.Serve(tls.NewListener(s.limiter.wrap(l, false), s.cfg.TLS))
+	return s.imap.Serve(tls.NewListener(s.limiter.wrap(l, false, s.cfg.IdleTimeout), s.cfg.TLS))
 }
 
 // Close stops the listeners and closes every connection.

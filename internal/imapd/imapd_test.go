@@ -432,3 +432,25 @@ func TestLoginThrottledPerIP(t *testing.T) {
 	// Now even the right password gets the same answer.
 	r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, testPass)
 }
+
+func TestIdleTimeoutEndsSilentSessions(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.IdleTimeout = 500 * time.Millisecond })
+	r := e.raw(t, true)
+	r.login()
+	r.ok("SELECT INBOX")
+	r.send("a1 IDLE")
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	start := time.Now()
+	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	for {
+		if _, err := r.br.Read(buf); err != nil {
+			break
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("session lasted %v after going silent", d)
+	}
+}

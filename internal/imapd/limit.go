@@ -3,6 +3,7 @@ package imapd
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // connLimiter bounds connections in all and per client IP. A connection
@@ -20,8 +21,9 @@ func newConnLimiter(max, perIP int) *connLimiter {
 
 // wrap limits l; bye says whether a refused client gets "* BYE" (not on
 // an implicit-TLS listener, where plaintext would only confuse the client).
-func (c *connLimiter) wrap(l net.Listener, bye bool) net.Listener {
-	return &limitListener{Listener: l, c: c, bye: bye}
+// With idle > 0, no read waits longer than idle.
+func (c *connLimiter) wrap(l net.Listener, bye bool, idle time.Duration) net.Listener {
+	return &limitListener{Listener: l, c: c, bye: bye, idle: idle}
 }
 
 func (c *connLimiter) acquire(ip string) bool {
@@ -46,8 +48,9 @@ func (c *connLimiter) release(ip string) {
 
 type limitListener struct {
 	net.Listener
-	c   *connLimiter
-	bye bool
+	c    *connLimiter
+	bye  bool
+	idle time.Duration
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -64,14 +67,34 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			conn.Close()
 			continue
 		}
-		return &limitConn{Conn: conn, release: func() { l.c.release(ip) }}, nil
+		return &limitConn{Conn: conn, idle: l.idle, release: func() { l.c.release(ip) }}, nil
 	}
 }
 
 type limitConn struct {
 	net.Conn
+	idle    time.Duration
 	once    sync.Once
 	release func()
+}
+
+// SetReadDeadline shortens go-imap's fixed waits (35 minutes between
+// commands and in IDLE) to the configured idle timeout.
+func (c *limitConn) SetReadDeadline(t time.Time) error {
+	if c.idle > 0 && !t.IsZero() {
+		if limit := time.Now().Add(c.idle); t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline applies SetReadDeadline's limit to reads.
+func (c *limitConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
 }
 
 func (c *limitConn) Close() error {

@@ -113,7 +113,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
-		FailedLoginDelay:    time.Second,
+		IdleTimeout:         cfg.Limits.IMAPIdleTimeout.Duration,
+		FailedLoginDelay:    cfg.Limits.AuthFailDelay.Duration,
 		Throttle:            throttle,
 		Logins:              auth.NewCache(10000, 5*time.Minute), // recent good passwords: no argon2id per poll
 		Logger:              log.With("svc", "imap"),
