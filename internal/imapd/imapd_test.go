@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strings"
 	"sync"
@@ -453,4 +454,46 @@ func TestIdleTimeoutEndsSilentSessions(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("session lasted %v after going silent", d)
 	}
+}
+
+// panicky makes LIST panic, as a bug in a backend would.
+type panicky struct{ Backend }
+
+func (panicky) Subscriptions(context.Context, int64) ([]string, error) { panic("test panic") }
+
+func TestPanicEndsOnlyThatSession(t *testing.T) {
+	e := newEnv(t)
+	other := e.raw(t, true)
+	other.login()
+	other.ok("SELECT INBOX")
+	e.srv.backend = panicky{e.st}
+	r := e.raw(t, true)
+	r.login()
+	r.send(`a1 LIST "" "*"`)
+	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.br.ReadString('\n'); err == nil {
+		t.Fatal("the panicking session still answers")
+	}
+	e.srv.backend = e.st
+	other.ok("NOOP")
+	r2 := e.raw(t, true)
+	r2.login()
+}
+
+func TestCloseExpungesDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(t, sampleMsg)
+	e.deliver(t, sampleMsg)
+	r := e.raw(t, true)
+	r.login()
+	r.ok("SELECT INBOX")
+	r.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	if u := r.ok("CLOSE"); has(u, "EXPUNGE") {
+		t.Fatalf("CLOSE sent EXPUNGE: %q", u)
+	}
+	u := r.ok("STATUS INBOX (MESSAGES UIDNEXT)")
+	if !has(u, "MESSAGES 1", "UIDNEXT 3") {
+		t.Fatalf("after CLOSE: %q", u)
+	}
+	r.expect("BAD", "FETCH 1 FLAGS") // no longer selected
 }
