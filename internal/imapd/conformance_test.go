@@ -104,3 +104,51 @@ func TestMalformedCommands(t *testing.T) {
 	r2 := e.raw(t, true)
 	r2.login()
 }
+
+// TestExpungeFromAnotherSessionWaits: during FETCH, STORE and SEARCH a
+// session must not renumber messages (RFC 9051 7.5.1); the EXPUNGE comes
+// with the next command that allows it, and sequence numbers stay right
+// throughout.
+func TestExpungeFromAnotherSessionWaits(t *testing.T) {
+	e := newEnv(t)
+	for i := 0; i < 3; i++ {
+		e.deliver(t, sampleMsg)
+	}
+	a := e.raw(t, true)
+	a.login()
+	a.ok("SELECT INBOX")
+	b := e.raw(t, true)
+	b.login()
+	b.ok("SELECT INBOX")
+	b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	b.ok("EXPUNGE")
+
+	u := a.ok("FETCH 2:3 (UID)")
+	if has(u, "EXPUNGE") || !has(u, "* 2 FETCH (UID 2)") || !has(u, "* 3 FETCH (UID 3)") {
+		t.Fatalf("fetch after another session's expunge: %q", u)
+	}
+	u = a.ok("SEARCH ALL")
+	if has(u, "EXPUNGE") || !has(u, "* SEARCH 2 3") {
+		t.Fatalf("search: %q", u)
+	}
+	u = a.ok("NOOP")
+	if !has(u, "* 1 EXPUNGE") {
+		t.Fatalf("NOOP: %q", u)
+	}
+	u = a.ok("FETCH 1:* (UID)")
+	if len(u) != 2 || !has(u, "* 1 FETCH (UID 2)") || !has(u, "* 2 FETCH (UID 3)") {
+		t.Fatalf("after EXPUNGE: %q", u)
+	}
+	// A message expunged elsewhere may still be asked for by its old number
+	// before the client has been told: it is left out, not an error.
+	b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	b.ok("EXPUNGE")
+	u = a.ok("FETCH 1 (UID BODY.PEEK[])")
+	if has(u, "EXPUNGE") {
+		t.Fatalf("EXPUNGE during FETCH: %q", u)
+	}
+	u = a.ok("NOOP")
+	if !has(u, "* 1 EXPUNGE") {
+		t.Fatalf("second NOOP: %q", u)
+	}
+}

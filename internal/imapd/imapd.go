@@ -8,8 +8,17 @@
 // session.go (login, state), mailboxes.go (CREATE, DELETE, RENAME,
 // SUBSCRIBE, LIST, STATUS, NAMESPACE), selected.go (SELECT, the session's
 // view of sequence numbers, live updates for IDLE and after each command),
-// fetch.go, flags.go (STORE), search.go, copy.go (COPY, MOVE, EXPUNGE),
-// append.go, envelope.go.
+// fetch.go, mime.go (BODYSTRUCTURE, BINARY), envelope.go (ENVELOPE and
+// address parsing), flags.go (STORE), search.go, copy.go (COPY, MOVE,
+// EXPUNGE), append.go, limit.go (connections, idle timeout).
+//
+// Where go-imap leaves the protocol to the backend, this package follows
+// Dovecot's behaviour (as Dovecot's imaptest checks it): \Recent belongs to
+// the first session that sees a message (claims kept in memory, so after a
+// restart the messages present are recent once more), keywords are
+// announced with FLAGS before any answer shows them, mailboxes that exist
+// only as parents of others are listed as \Noselect, and subscriptions
+// outlive their mailboxes.
 //
 // Live updates: the store publishes every committed change (new message,
 // flag change, expunge) to a store.Broadcaster; a session that has a
