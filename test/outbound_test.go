@@ -102,6 +102,7 @@ func checkRelayedTo(t *testing.T, pp peerPair, m mboxMessage, aQID, rcpt, delive
 }
 
 func TestOutboundSubmission(t *testing.T) {
+	t.Parallel()
 	python(t)
 	swaks(t)
 	pp := startPair(t, `retry = ["1s"]`)
@@ -312,6 +313,7 @@ func TestOutboundSubmission(t *testing.T) {
 // the entry queued and retries it, then starts b.test again and checks that
 // the message arrives (once).
 func TestOutboundRemoteDown(t *testing.T) {
+	t.Parallel()
 	python(t)
 	pp := startPair(t, `retry = ["1s", "2s"]`)
 	pp.b.stop()

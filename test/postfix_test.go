@@ -33,6 +33,7 @@ var postfixQueuedRe = regexp.MustCompile(`queued as ([0-9A-Za-z]+)`)
 // Maildirs), all on the same port and found through the same DNS server;
 // Postfix sends b.test's mail to Postern through transport_maps.
 func TestPostfixInterop(t *testing.T) {
+	t.Parallel()
 	python(t)
 	swaks(t)
 	needPostfix(t)
