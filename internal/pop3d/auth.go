@@ -182,6 +182,7 @@ func (ss *session) login(username, password string) {
 	addr := strings.ToLower(strings.TrimSpace(username))
 	th := ss.srv.cfg.Throttle
 	failed := func() {
+		logins.WithLabelValues("failed").Inc()
 		th.Failed(ss.ip, addr)
 		if d := ss.srv.cfg.FailedLoginDelay; d > 0 {
 			ss.bw.Flush()
@@ -200,6 +201,7 @@ func (ss *session) login(username, password string) {
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		ss.log.Error("pop3 login: looking up user", "user", addr, "err", err)
+		logins.WithLabelValues("error").Inc()
 		ss.fail(errSysTemp)
 		return
 	}
@@ -219,6 +221,7 @@ func (ss *session) login(username, password string) {
 	th.Succeeded(ss.ip, addr)
 	if !ss.srv.lockUser(u.ID) {
 		ss.log.Info("pop3 login refused: maildrop in use", "user", u.Address)
+		logins.WithLabelValues("in_use").Inc()
 		ss.fail(errInUse)
 		return
 	}
@@ -226,9 +229,11 @@ func (ss *session) login(username, password string) {
 	if err != nil {
 		ss.srv.unlockUser(u.ID)
 		ss.log.Error("pop3 login: reading INBOX", "user", u.Address, "err", err)
+		logins.WithLabelValues("error").Inc()
 		ss.fail(errSysTemp)
 		return
 	}
+	logins.WithLabelValues("ok").Inc()
 	ss.user, ss.drop = &u, drop
 	ss.state = stateTransaction
 	ss.log = ss.log.With("user", u.Address)

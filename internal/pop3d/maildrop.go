@@ -178,6 +178,10 @@ func (ss *session) send(m *dropMsg, status string, bodyLines int) {
 	if err := writeMessage(ss.bw, r, bodyLines); err != nil {
 		ss.log.Error("pop3 sending message", "uid", m.uid, "err", err)
 		ss.quit = true
+		return
+	}
+	if bodyLines < 0 {
+		messagesRetrieved.Inc()
 	}
 }
 
@@ -229,6 +233,7 @@ func (ss *session) update() {
 			ss.fail("[SYS/TEMP] Deleted messages were not removed; try again")
 			return
 		}
+		messagesDeleted.Add(float64(len(uids)))
 	}
 	ss.log.Info("pop3 logout", "deleted", len(uids), "left", left)
 	ss.reply("+OK Bye, %d messages deleted, %d left", len(uids), left)

@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern-mail/postern/internal/auth"
@@ -85,6 +86,7 @@ type Server struct {
 	conns     map[net.Conn]bool
 	closed    bool
 	wg        sync.WaitGroup
+	panics    atomic.Int64 // sessions ended by a recovered panic (for tests)
 }
 
 // ErrServerClosed is returned by Serve and ServeTLS after Close.
@@ -157,8 +159,10 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 			return err
 		}
 		backoff = 0
+		connectionsTotal.Inc()
 		ip := remoteIP(conn.RemoteAddr())
 		if !s.limiter.acquire(ip) {
+			connectionsRefused.Inc()
 			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			io.WriteString(conn, "-ERR [SYS/TEMP] Too many connections, try again later\r\n")
 			conn.Close()
@@ -169,8 +173,10 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 			conn.Close()
 			return ErrServerClosed
 		}
+		connectionsActive.Inc()
 		go func() {
 			defer s.wg.Done()
+			defer connectionsActive.Dec()
 			defer s.limiter.release(ip)
 			defer s.untrack(conn)
 			if implicitTLS {

@@ -218,6 +218,9 @@ func TestPanicClosesOneConnection(t *testing.T) {
 	if !c.closed() {
 		t.Fatal("connection open after a panic")
 	}
+	if n := e.srv.panics.Load(); n != 1 {
+		t.Fatalf("%d panics recorded, want 1", n)
+	}
 	other.ok("CAPA")
 	other.multi()
 	c = e.login(t) // lock released

@@ -62,6 +62,8 @@ func (s *Server) handle(conn net.Conn, ip string, implicitTLS bool) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			panics.Inc()
+			ss.srv.panics.Add(1)
 			ss.log.Error("pop3 session panic", "panic", r, "stack", string(debug.Stack()))
 		}
 		ss.end()
@@ -100,6 +102,7 @@ func (ss *session) loop() {
 		} else if err != nil {
 			ss.bw.Flush()
 			if ss.state == stateTransaction {
+				sessionsDropped.Inc()
 				ss.log.Info("pop3 connection lost; nothing deleted", "err", err)
 			}
 			return
