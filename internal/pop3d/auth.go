@@ -79,8 +79,7 @@ func (ss *session) cmdSTLS(arg string) {
 		return
 	}
 	ss.conn = tc
-	ss.br = bufio.NewReaderSize(tc, 4096)
-	ss.bw.Reset(tc)
+	ss.br = bufio.NewReaderSize(tc, 4096) // ss.bw writes to ss.conn
 	ss.tls = true
 	ss.userArg = "" // RFC 2595 4: forget what was said before TLS
 }

@@ -47,6 +47,16 @@ type session struct {
 	drop    *maildrop   // the snapshot, in the transaction state
 }
 
+// connWriter writes to the session's connection (plain, or TLS after
+// STLS) and gives every write IdleTimeout to complete: a slow client
+// downloading a large message is not cut off, a stalled one is.
+type connWriter struct{ ss *session }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	w.ss.conn.SetWriteDeadline(time.Now().Add(w.ss.srv.cfg.IdleTimeout))
+	return w.ss.conn.Write(p)
+}
+
 // errLineTooLong is returned by readLine for an over-long line (the rest
 // of which has been discarded).
 var errLineTooLong = errors.New("line too long")
@@ -57,9 +67,9 @@ func (s *Server) handle(conn net.Conn, ip string, implicitTLS bool) {
 	ss := &session{
 		srv: s, conn: conn, ip: ip, tls: implicitTLS,
 		br:  bufio.NewReaderSize(conn, 4096),
-		bw:  bufio.NewWriterSize(conn, 32<<10),
 		log: s.log.With("ip", ip),
 	}
+	ss.bw = bufio.NewWriterSize(connWriter{ss}, 32<<10)
 	defer func() {
 		if r := recover(); r != nil {
 			panics.Inc()
@@ -95,7 +105,7 @@ func (ss *session) end() {
 // Answers are buffered and flushed when no pipelined command is waiting.
 func (ss *session) loop() {
 	for !ss.quit {
-		ss.conn.SetDeadline(time.Now().Add(ss.srv.cfg.IdleTimeout))
+		ss.conn.SetReadDeadline(time.Now().Add(ss.srv.cfg.IdleTimeout))
 		line, err := ss.readLine(maxCommandLine)
 		if errors.Is(err, errLineTooLong) {
 			ss.fail("Command line too long (at most %d octets)", maxCommandLine)
