@@ -74,6 +74,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 		pn.stop(b)
 		pn.cli(b, "", "queue", "retry", "--all")
 		sink := startSink(b, sinkBin, sinkAddr)
+		sess0 := sink.sessions()
 		t0 := time.Now()
 		pn.start(b)
 		sink.waitCount(b, n, 10*time.Minute)
@@ -84,6 +85,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 		if got := sink.count(); got != n {
 			b.Fatalf("the sink got %d messages from Postern, want %d (none twice)", got, n)
 		}
+		posternSessions := sink.sessions() - sess0
 
 		// Postfix: the same messages held on arrival, then released and
 		// flushed to the same sink.
@@ -103,7 +105,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		base := sink.count()
+		base, sess0 := sink.count(), sink.sessions()
 		t0 = time.Now()
 		for _, args := range [][]string{{"postsuper", "-c", pf.Etc, "-H", "ALL"}, {"postqueue", "-c", pf.Etc, "-f"}} {
 			p, _ := postfixtest.Tool(args[0])
@@ -113,6 +115,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 		}
 		sink.waitCount(b, base+n, 10*time.Minute)
 		postfixTime := time.Since(t0)
+		postfixSessions := sink.sessions() - sess0
 		pf.Stop()
 		if got := sink.count() - base; got != n {
 			b.Fatalf("the sink got %d messages from Postfix, want %d", got, n)
@@ -122,8 +125,8 @@ func BenchmarkQueueDrain(b *testing.B) {
 		b.ReportMetric(pr, "postern-msgs/s")
 		b.ReportMetric(fr, "postfix-msgs/s")
 		b.ReportMetric(pr/fr, "ratio")
-		b.Logf("%d messages of %d bytes to %d domains: Postern %.0f msg/s (%v), Postfix %.0f msg/s (%v), ratio %.2f",
-			n, len(msg), domains, pr, posternTime.Round(time.Millisecond), fr, postfixTime.Round(time.Millisecond), pr/fr)
+		b.Logf("%d messages of %d bytes to %d domains: Postern %.0f msg/s (%v, %d SMTP sessions closed), Postfix %.0f msg/s (%v, %d SMTP sessions closed), ratio %.2f",
+			n, len(msg), domains, pr, posternTime.Round(time.Millisecond), posternSessions, fr, postfixTime.Round(time.Millisecond), postfixSessions, pr/fr)
 	}
 }
 
@@ -365,12 +368,12 @@ func (p *drainPostern) waitMetric(b *testing.B, name string, want float64, timeo
 // sink is a running smtp-sink that counts the messages it accepted
 // (its -c counter).
 type sink struct {
-	mu   sync.Mutex
-	mesg int
-	cmd  *exec.Cmd
+	mu         sync.Mutex
+	sess, mesg int
+	cmd        *exec.Cmd
 }
 
-var sinkCountRe = regexp.MustCompile(`mesg=(\d+)`)
+var sinkCountRe = regexp.MustCompile(`sess=(\d+) .*mesg=(\d+)`)
 
 func startSink(b *testing.B, bin, addr string) *sink {
 	s := &sink{cmd: exec.Command(bin, "-c", "-u", "postfix", addr, "1024")}
@@ -391,9 +394,10 @@ func startSink(b *testing.B, bin, addr string) *sink {
 		for {
 			rec, err := br.ReadString('\r')
 			if m := sinkCountRe.FindStringSubmatch(rec); m != nil {
-				v, _ := strconv.Atoi(m[1])
+				sess, _ := strconv.Atoi(m[1])
+				mesg, _ := strconv.Atoi(m[2])
 				s.mu.Lock()
-				s.mesg = v
+				s.sess, s.mesg = sess, mesg
 				s.mu.Unlock()
 			}
 			if err != nil {
@@ -411,6 +415,13 @@ func (s *sink) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.mesg
+}
+
+// sessions returns how many SMTP sessions the sink has had.
+func (s *sink) sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sess
 }
 
 func (s *sink) waitCount(b *testing.B, want int, timeout time.Duration) {
