@@ -35,7 +35,7 @@ func copyData(res store.CopyResult) *imap.CopyData {
 // The selected mailbox may be the target: the copies get new UIDs and
 // reach the client as EXISTS.
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
-	sel := s.sel
+	sel := s.selected()
 	_, isSeq := numSet.(imap.SeqSet)
 	refs, err := sel.resolve(numSet, isSeq)
 	if err != nil {
@@ -61,7 +61,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 // Move answers MOVE and UID MOVE (RFC 6851): copy, then expunge from the
 // source in the same commit, with COPYUID before the EXPUNGEs.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
-	sel := s.sel
+	sel := s.selected()
 	if sel.readOnly {
 		return readOnlyError()
 	}
@@ -99,7 +99,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 // it with a writer that reports nothing; on a read-only mailbox CLOSE just
 // leaves, while EXPUNGE gets NO.
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
-	sel := s.sel
+	sel := s.selected()
 	if sel.readOnly {
 		if *w == (imapserver.ExpungeWriter{}) {
 			return nil // CLOSE

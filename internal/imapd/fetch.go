@@ -15,7 +15,7 @@ import (
 // section without .PEEK sets \Seen (unless the mailbox is read-only), and
 // the new flags are returned with the data.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	sel := s.sel
+	sel := s.selected()
 	_, isSeq := numSet.(imap.SeqSet)
 	refs, err := sel.resolve(numSet, isSeq)
 	if err != nil || len(refs) == 0 {
@@ -123,7 +123,7 @@ func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.F
 		rw.WriteUID(imap.UID(e.UID))
 	}
 	if options.Flags || flagsChanged {
-		rw.WriteFlags(s.sel.imapFlags(e.UID, e.Flags, e.Keywords))
+		rw.WriteFlags(s.selected().imapFlags(e.UID, e.Flags, e.Keywords))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(e.InternalDate)

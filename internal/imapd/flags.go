@@ -41,7 +41,7 @@ func parseFlags(flags []imap.Flag) (store.Flags, []string, error) {
 // Store answers STORE and UID STORE (RFC 9051 6.4.6): FLAGS, +FLAGS,
 // -FLAGS, each optionally .SILENT, with system flags and keywords.
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
-	sel := s.sel
+	sel := s.selected()
 	if sel.readOnly {
 		return readOnlyError()
 	}

@@ -23,7 +23,7 @@ const flagRecent imap.Flag = `\Recent`
 // ESEARCH/SEARCHRES return options (RFC 4731, RFC 5182): go-imap encodes
 // the result; this saves it for "$".
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
-	sel := s.sel
+	sel := s.selected()
 	entries, err := s.srv.backend.EntriesByUID(s.ctx(), sel.mb.ID, sel.uids)
 	if err != nil {
 		return nil, s.storeError("search", err)

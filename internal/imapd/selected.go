@@ -42,10 +42,7 @@ var systemFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged
 
 // Select opens a mailbox read-write or, for EXAMINE, read-only (RFC 9051 6.3.2, 6.3.3).
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
-	if s.sel != nil {
-		s.sel.close()
-		s.sel = nil
-	}
+	s.setSelected(nil)
 	mb, err := s.srv.backend.MailboxByName(s.ctx(), s.user.ID, name)
 	if err != nil {
 		return nil, s.storeError("select", err)
@@ -81,7 +78,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 			sel.recent[u] = struct{}{}
 		}
 	}
-	s.sel = sel
+	s.setSelected(sel)
 	data := &imap.SelectData{
 		Flags:       sel.mailboxFlags(),
 		NumMessages: uint32(len(uids)),
@@ -102,10 +99,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 
 // Unselect leaves the selected state (UNSELECT, CLOSE after its expunge).
 func (s *session) Unselect() error {
-	if s.sel != nil {
-		s.sel.close()
-		s.sel = nil
-	}
+	s.setSelected(nil)
 	return nil
 }
 
@@ -229,10 +223,11 @@ func (sel *selected) noteKeywords(w *imapserver.UpdateWriter, kws []string) erro
 // Poll tells the client what changed since its last command. Expunges wait
 // while they are not allowed (during FETCH, STORE, SEARCH: RFC 9051 7.5.1).
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.sel == nil {
+	sel := s.selected()
+	if sel == nil {
 		return nil
 	}
-	return s.sel.poll(w, allowExpunge)
+	return sel.poll(w, allowExpunge)
 }
 
 func (sel *selected) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
@@ -318,7 +313,17 @@ func (sel *selected) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // Idle sends changes as they are committed until the client ends IDLE
 // (RFC 2177, RFC 9051 6.3.13). The broadcaster wakes it: no polling.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	sel := s.sel
+	sel := s.selected()
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.idleDone = done
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.idleDone = nil
+		s.mu.Unlock()
+		close(done)
+	}()
 	if sel == nil {
 		<-stop
 		return nil

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -24,7 +25,39 @@ type session struct {
 	ip   string
 	log  *slog.Logger
 	user *store.User // nil until login
-	sel  *selected   // nil unless a mailbox is selected
+
+	// sel is the selected mailbox (nil if none). Go-imap runs Idle in a
+	// goroutine of its own and does not always wait for it (a read error
+	// or a bad DONE ends IDLE at once), so the IDLE goroutine and the
+	// command goroutine hand sel over under mu, and commands first wait
+	// for a running Idle to end.
+	mu       sync.Mutex
+	sel      *selected
+	idleDone chan struct{} // closed when the running Idle returns
+}
+
+// selected waits for any IDLE to finish and returns the selected mailbox.
+func (s *session) selected() *selected {
+	s.mu.Lock()
+	done := s.idleDone
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sel
+}
+
+// setSelected replaces the selected mailbox, closing the previous one.
+func (s *session) setSelected(sel *selected) {
+	old := s.selected()
+	s.mu.Lock()
+	s.sel = sel
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
 }
 
 var _ imapserver.SessionIMAP4rev2 = (*session)(nil)
@@ -40,10 +73,7 @@ func (s *session) ctx() context.Context { return context.Background() }
 
 // Close ends the session (connection closed or LOGOUT).
 func (s *session) Close() error {
-	if s.sel != nil {
-		s.sel.close()
-		s.sel = nil
-	}
+	s.setSelected(nil)
 	return nil
 }
 
