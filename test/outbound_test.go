@@ -210,10 +210,13 @@ func TestOutboundSubmission(t *testing.T) {
 		qid := queueID(t, r.Data)
 		dsn := waitMessage(t, pp.a.server, "alice@a.test", "Undelivered Mail Returned to Sender", deliveryTimeout)
 		checkFailureDSN(t, dsn, qid, "nobody@b.test", "mx.b.test")
-		evs := pp.a.trace(qid)
-		if b := eventsOf(evs, "bounced"); len(b) != 1 || !strings.Contains(b[0].Detail, "host=mx.b.test") || !strings.Contains(b[0].Detail, `reply="550 5.1.1`) {
-			t.Errorf("bounced events %v, want one from mx.b.test with 550 5.1.1", b)
-		}
+		// The DSN is stored before the entry is finished: wait for that.
+		eventually(t, 5*time.Second, func() string {
+			if b := eventsOf(pp.a.trace(qid), "bounced"); len(b) != 1 || !strings.Contains(b[0].Detail, "host=mx.b.test") || !strings.Contains(b[0].Detail, `reply="550 5.1.1`) {
+				return fmt.Sprintf("bounced events %v, want one from mx.b.test with 550 5.1.1", b)
+			}
+			return ""
+		})
 		if n := len(pp.a.queueList()); n != 0 {
 			t.Errorf("a.test's queue holds %d entries after the bounce, want 0", n)
 		}
@@ -369,9 +372,12 @@ func TestOutboundRemoteDown(t *testing.T) {
 		other = "carol@b.test"
 	}
 	waitMessage(t, pp.b.server, other, "while b.test was down", deliveryTimeout)
-	if got := pp.a.queueList(); len(got) != 1 || got[0].ID != held.ID || !got[0].Held {
-		t.Fatalf("queue after delivery of the other recipient: %+v, want only the held entry %d", got, held.ID)
-	}
+	eventually(t, 5*time.Second, func() string {
+		if got := pp.a.queueList(); len(got) != 1 || got[0].ID != held.ID || !got[0].Held {
+			return fmt.Sprintf("queue after delivery of the other recipient: %+v, want only the held entry %d", got, held.ID)
+		}
+		return ""
+	})
 	time.Sleep(1500 * time.Millisecond) // more than a retry interval
 	if n := len(bySubject(pp.b.export(held.Recipient, ""), "while b.test was down")); n != 0 {
 		t.Fatalf("held entry was delivered to %s", held.Recipient)

@@ -132,10 +132,13 @@ func TestPostfixInterop(t *testing.T) {
 		if n := len(pf.NewMessages("dan@c.test")); n != 1 {
 			t.Errorf("dan has %d messages, want 1", n)
 		}
-		if b := eventsOf(pp.a.trace(qid), "bounced"); len(b) != 1 || !strings.Contains(b[0].Detail, "to=<nobody@c.test>") ||
-			!strings.Contains(b[0].Detail, `reply="550 5.1.1`) {
-			t.Errorf("bounced events %v, want nobody@c.test refused with 550 5.1.1 by Postfix", b)
-		}
+		eventually(t, 5*time.Second, func() string {
+			if b := eventsOf(pp.a.trace(qid), "bounced"); len(b) != 1 || !strings.Contains(b[0].Detail, "to=<nobody@c.test>") ||
+				!strings.Contains(b[0].Detail, `reply="550 5.1.1`) {
+				return fmt.Sprintf("bounced events %v, want nobody@c.test refused with 550 5.1.1 by Postfix", b)
+			}
+			return ""
+		})
 	})
 
 	t.Run("postfix to postern over smtp", func(t *testing.T) {
