@@ -12,6 +12,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
+[ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		SUDO=sudo
