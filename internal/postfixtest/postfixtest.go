@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Package postfixtest runs a private instance of Debian's Postfix on
 // loopback for end-to-end tests and benchmarks, as in RECIPES.md but with
 // its own configuration, queue, data and mail directories under a temporary
