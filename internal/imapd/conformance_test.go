@@ -152,3 +152,35 @@ func TestExpungeFromAnotherSessionWaits(t *testing.T) {
 		t.Fatalf("second NOOP: %q", u)
 	}
 }
+
+// TestSetsOverlapAndOrder: overlapping, reversed and repeated ranges name
+// each message once, answered in order.
+func TestSetsOverlapAndOrder(t *testing.T) {
+	e := newEnv(t)
+	for i := 0; i < 5; i++ {
+		e.deliver(t, sampleMsg)
+	}
+	r := e.raw(t, true)
+	r.login()
+	r.ok("SELECT INBOX")
+	r.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+	r.ok("EXPUNGE") // UIDs now 1 3 4 5
+	u := r.ok("FETCH 4,3:1,2,*:4 (UID)")
+	want := []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 3)", "* 3 FETCH (UID 4)", "* 4 FETCH (UID 5)"}
+	if len(u) != len(want) {
+		t.Fatalf("got %q", u)
+	}
+	for i := range want {
+		if u[i] != want[i] {
+			t.Fatalf("got %q, want %q", u, want)
+		}
+	}
+	u = r.ok("UID FETCH 5:2,1,2 (UID)")
+	if len(u) != 4 || u[0] != "* 1 FETCH (UID 1)" || u[3] != "* 4 FETCH (UID 5)" {
+		t.Fatalf("uid sets: %q", u)
+	}
+	u = r.ok("UID FETCH 2 (UID)") // expunged: nothing, no error
+	if len(u) != 0 {
+		t.Fatalf("expunged UID: %q", u)
+	}
+}

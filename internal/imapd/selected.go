@@ -361,9 +361,12 @@ func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) 
 		}
 		return refs, nil
 	}
+	// Ranges of indexes into uids, merged, so that 1:* over a large
+	// mailbox costs no per-message bookkeeping.
+	type span struct{ lo, hi int } // inclusive indexes into sel.uids
+	var spans []span
 	switch set := numSet.(type) {
 	case imap.SeqSet:
-		seen := make(map[uint32]bool)
 		for _, r := range set {
 			lo, hi := r.Start, r.Stop
 			if lo == 0 {
@@ -381,11 +384,11 @@ func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) 
 			if hi > n {
 				hi = n
 			}
-			for seq := max(lo, 1); seq <= hi; seq++ {
-				if !seen[seq] {
-					seen[seq] = true
-					refs = append(refs, msgRef{seq, sel.uids[seq-1]})
-				}
+			if lo < 1 {
+				lo = 1
+			}
+			if lo <= hi {
+				spans = append(spans, span{int(lo) - 1, int(hi) - 1})
 			}
 		}
 	case imap.UIDSet:
@@ -393,7 +396,6 @@ func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) 
 			return nil, nil
 		}
 		last := sel.uids[n-1]
-		seen := make(map[uint32]bool)
 		for _, r := range set {
 			lo, hi := uint32(r.Start), uint32(r.Stop)
 			if lo == 0 {
@@ -406,15 +408,23 @@ func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) 
 				lo, hi = hi, lo
 			}
 			i, _ := slices.BinarySearch(sel.uids, lo)
-			for ; i < len(sel.uids) && sel.uids[i] <= hi; i++ {
-				if !seen[sel.uids[i]] {
-					seen[sel.uids[i]] = true
-					refs = append(refs, msgRef{uint32(i) + 1, sel.uids[i]})
-				}
+			j, found := slices.BinarySearch(sel.uids, hi)
+			if !found {
+				j--
+			}
+			if i <= j {
+				spans = append(spans, span{i, j})
 			}
 		}
 	}
-	slices.SortFunc(refs, func(a, b msgRef) int { return int(a.seq) - int(b.seq) })
+	slices.SortFunc(spans, func(a, b span) int { return a.lo - b.lo })
+	next := 0 // first index not yet taken
+	for _, sp := range spans {
+		for i := max(sp.lo, next); i <= sp.hi; i++ {
+			refs = append(refs, msgRef{uint32(i) + 1, sel.uids[i]})
+		}
+		next = max(next, sp.hi+1)
+	}
 	return refs, nil
 }
 
