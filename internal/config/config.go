@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,8 @@ type Config struct {
 	Delivery Delivery `toml:"delivery"`
 	Limits   Limits   `toml:"limits"`
 	Queue    Queue    `toml:"queue"`
+	// AuthChecks configures SPF, DKIM and DMARC checks on the MX.
+	AuthChecks AuthChecks `toml:"auth_checks"`
 
 	// Dev is true when no config file was given and the development
 	// defaults are in force (first start creates a domain and a user).
@@ -109,6 +112,21 @@ func defaultQueue() Queue {
 		q.Retry = append(q.Retry, Duration{d})
 	}
 	return q
+}
+
+// AuthChecks configures sender authentication (SPF, DKIM, DMARC) of mail
+// arriving on the MX; authenticated submission is never checked.
+type AuthChecks struct {
+	Enabled bool     `toml:"enabled"`  // default true
+	SPFFail string   `toml:"spf_fail"` // SPF fail without DMARC: "junk" (default), "reject" or "tag"
+	Timeout Duration `toml:"timeout"`  // bounds the DNS lookups for one message
+	// SkipNetworks are client networks (CIDR) whose mail is not checked:
+	// local injection, like policyd-spf's and OpenDMARC's defaults.
+	SkipNetworks []string `toml:"skip_networks"`
+}
+
+func defaultAuthChecks() AuthChecks {
+	return AuthChecks{Enabled: true, SPFFail: "junk", Timeout: Duration{20 * time.Second}, SkipNetworks: []string{"127.0.0.0/8", "::1/128"}}
 }
 
 // Duration is a time.Duration written as "30s", "5m" in the file.
@@ -216,9 +234,10 @@ func Production() *Config {
 			POP3S:       []string{":995"},
 			Admin:       []string{"127.0.0.1:8025"},
 		},
-		Delivery: Delivery{MXPort: 25},
-		Queue:    defaultQueue(),
-		Limits:   defaultLimits(),
+		Delivery:   Delivery{MXPort: 25},
+		Queue:      defaultQueue(),
+		Limits:     defaultLimits(),
+		AuthChecks: defaultAuthChecks(),
 	}
 }
 
@@ -238,10 +257,11 @@ func Development() *Config {
 			POP3S:       []string{"127.0.0.1:2995"},
 			Admin:       []string{"127.0.0.1:8025"},
 		},
-		Delivery: Delivery{MXPort: 25},
-		Queue:    defaultQueue(),
-		Limits:   defaultLimits(),
-		Dev:      true,
+		Delivery:   Delivery{MXPort: 25},
+		Queue:      defaultQueue(),
+		Limits:     defaultLimits(),
+		AuthChecks: defaultAuthChecks(),
+		Dev:        true,
 	}
 }
 
@@ -452,6 +472,19 @@ func (c *Config) validate() error {
 		if d.Duration < time.Second {
 			return bad("queue.retry", "each delay must be at least 1s (got %v)", d.Duration)
 		}
+	}
+	switch c.AuthChecks.SPFFail {
+	case "junk", "reject", "tag":
+	default:
+		return bad("auth_checks.spf_fail", "must be \"junk\", \"reject\" or \"tag\" (got %q)", c.AuthChecks.SPFFail)
+	}
+	for _, n := range c.AuthChecks.SkipNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return bad("auth_checks.skip_networks", "%q is not a network like \"127.0.0.0/8\"", n)
+		}
+	}
+	if d := c.AuthChecks.Timeout.Duration; d < time.Second || d > 5*time.Minute {
+		return bad("auth_checks.timeout", "must be from 1s to 5m (got %v)", d)
 	}
 	if c.Queue.Concurrency < 1 || c.Queue.Concurrency > 10000 {
 		return bad("queue.concurrency", "must be from 1 to 10000 (got %d)", c.Queue.Concurrency)

@@ -109,7 +109,8 @@ func TestFullFile(t *testing.T) {
 		},
 		Queue: Queue{Retry: []Duration{{30 * time.Second}, {2 * time.Minute}}, MaxLifetime: Duration{48 * time.Hour},
 			DelayWarning: Duration{2 * time.Hour}, Concurrency: 8},
-		File: "testdata/full.toml",
+		AuthChecks: AuthChecks{Enabled: true, SPFFail: "tag", Timeout: Duration{10 * time.Second}, SkipNetworks: []string{"10.0.0.0/8"}},
+		File:       "testdata/full.toml",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(full.toml):\n got %+v\nwant %+v", c, want)

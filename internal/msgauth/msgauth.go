@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,9 @@ type Config struct {
 	Resolver *dnsx.Resolver // every lookup goes through it
 	Timeout  time.Duration  // bounds all lookups for one message; 0: 20 s
 	SPFFail  SPFAction      // "" means SPFJunk
+	// Skip lists the client networks whose mail is not checked (local
+	// injection: SPF and DMARC mean nothing for 127.0.0.1).
+	Skip []netip.Prefix
 }
 
 // Checker authenticates inbound messages. It is safe for concurrent use.
@@ -92,6 +96,7 @@ type Result struct {
 	DKIM     []DKIMResult
 	DMARC    DMARCResult
 	FromAddr string // the author domain (RFC5322.From), "" if none
+	Skipped  bool   // the client is in Config.Skip: no checks, no header
 }
 
 // SPFResult is one SPF evaluation.
@@ -110,6 +115,14 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	res := &Result{}
+	if a, ok := netip.AddrFromSlice(ip); ok {
+		for _, p := range c.cfg.Skip {
+			if p.Contains(a.Unmap()) {
+				res.Skipped = true
+				return res, nil
+			}
+		}
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -201,4 +214,21 @@ func (h *headerCapture) fields(name string) []string {
 // describe is a short reason for the log and the SMTP reply.
 func describe(format string, a ...any) string {
 	return fmt.Sprintf(format, a...)
+}
+
+// Summary is a one-line form of the results for logs and traces, e.g.
+// "spf=pass dkim=pass,fail dmarc=pass verdict=accept".
+func (r *Result) Summary() string {
+	if r.Skipped {
+		return "skipped"
+	}
+	dk := "none"
+	if len(r.DKIM) > 0 {
+		var rs []string
+		for _, d := range r.DKIM {
+			rs = append(rs, d.Result)
+		}
+		dk = strings.Join(rs, ",")
+	}
+	return "spf=" + string(r.SPF.Result) + " dkim=" + dk + " dmarc=" + r.DMARC.Result + " verdict=" + r.Verdict.String()
 }

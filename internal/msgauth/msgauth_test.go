@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -307,5 +308,14 @@ func TestOrgDomain(t *testing.T) {
 		if got := OrgDomain(in); got != want {
 			t.Errorf("OrgDomain(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestSkipNetworks(t *testing.T) {
+	c := newChecker(t, SPFReject)
+	c.cfg.Skip = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	res, err := c.Check(context.Background(), net.ParseIP("127.0.0.1"), "x.test", "a@fail.test", strings.NewReader(message("a@fail.test", "x\r\n")))
+	if err != nil || !res.Skipped || res.Verdict != Accept || res.Header != "" || res.Summary() != "skipped" {
+		t.Errorf("%+v %v", res, err)
 	}
 }

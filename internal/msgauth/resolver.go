@@ -25,8 +25,20 @@ func dnsError(name string, err error) error {
 type spfResolver struct{ r *dnsx.Resolver }
 
 func (s spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	txts, err := s.r.LookupTXT(ctx, name)
+	txts, err := lookupTXTRetry(ctx, s.r, name)
 	return txts, dnsError(name, err)
+}
+
+// lookupTXTRetry asks again after a temporary failure (a lost UDP packet,
+// a slow upstream) while ctx leaves time: a verdict of TempFail costs the
+// sender a retry of the whole message.
+func lookupTXTRetry(ctx context.Context, r *dnsx.Resolver, name string) ([]string, error) {
+	for i := 0; ; i++ {
+		txts, err := r.LookupTXT(ctx, name)
+		if err == nil || !dnsx.IsTemporary(err) || i == 2 || ctx.Err() != nil {
+			return txts, err
+		}
+	}
 }
 
 func (s spfResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
@@ -65,7 +77,7 @@ func (s spfResolver) LookupAddr(ctx context.Context, addr string) ([]string, err
 // bound to ctx.
 func txtLookup(ctx context.Context, r *dnsx.Resolver) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
-		txts, err := r.LookupTXT(ctx, name)
+		txts, err := lookupTXTRetry(ctx, r, name)
 		return txts, dnsError(name, err)
 	}
 }

@@ -60,6 +60,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		CommandTimeout:      cfg.Limits.CommandTimeout.Duration,
 		DataTimeout:         cfg.Limits.DataTimeout.Duration,
 		Logger:              log.With("svc", "smtp"),
+		Checker:             newSenderChecker(cfg),
 
 		UnknownRcptDelayAfter: cfg.Limits.RcptUnknownDelayAfter,
 		UnknownRcptDelay:      cfg.Limits.RcptUnknownDelay.Duration,

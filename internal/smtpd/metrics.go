@@ -49,6 +49,7 @@ const (
 	reasonTooManyConns   = "too_many_connections"
 	reasonTooManyPerIP   = "too_many_connections_per_ip"
 	reasonDataIncomplete = "data_incomplete"
+	reasonAuthFailed     = "sender_auth_failed"
 )
 
 func init() {

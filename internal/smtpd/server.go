@@ -29,6 +29,11 @@ type Config struct {
 	DataTimeout         time.Duration
 	Logger              *slog.Logger
 
+	// Checker authenticates senders on the MX (not for authenticated
+	// sessions); nil: no checks. Incoming Authentication-Results fields
+	// claiming Hostname as authserv-id are dropped on the MX either way.
+	Checker Checker
+
 	// Submission makes this a submission server (587/465): AUTH required
 	// (offered only under TLS), relaying to any domain for the
 	// authenticated user, DSN parameters honoured.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -287,10 +288,35 @@ func (ss *session) Data(r io.Reader) error {
 		bw.Abort()
 		return ss.storageFailure(qid, from, err)
 	}
-	chk := &lineChecker{w: bw}
+	// On the MX, forged Authentication-Results fields are dropped on the
+	// way into the blob, and the Checker reads a copy of the message as it
+	// arrives (see checkRun).
+	var dst io.Writer = bw
+	var arf *arFilter
+	var run *checkRun
+	if user == nil && !ss.s.cfg.Submission {
+		arf = &arFilter{w: bw, id: ss.s.cfg.Hostname}
+		dst = arf
+		if ss.s.cfg.Checker != nil {
+			run = startCheck(ss.s.cfg.Checker, net.ParseIP(ss.ip), ss.conn.Hostname(), from)
+			dst = &teeWriter{w: arf, side: run.pw}
+		}
+	}
+	chk := &lineChecker{w: dst}
 	_, err = io.Copy(chk, r)
 	if err == nil {
 		err = chk.finish()
+	}
+	if err == nil && arf != nil {
+		err = arf.finish()
+	}
+	var auth CheckResult
+	if run != nil {
+		var cerr error
+		auth, cerr = run.finish(err)
+		if err == nil && cerr != nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		bw.Abort()
@@ -333,6 +359,16 @@ func (ss *session) Data(r io.Reader) error {
 		ss.log.Info("message rejected", "qid", qid, "from", from, "status", "mail loop", "received_headers", n)
 		return smtpErr(554, smtp.EnhancedCode{5, 4, 6}, fmt.Sprintf("Too many Received headers (%d): mail loop", n))
 	}
+	mailbox := "INBOX"
+	if run != nil {
+		if se := ss.applyVerdict(qid, from, auth); se != nil {
+			bw.Abort()
+			return se
+		}
+		if auth.Verdict == VerdictJunk {
+			mailbox = "Junk"
+		}
+	}
 	d := &store.Delivery{
 		Blob:            bw,
 		From:            from,
@@ -353,10 +389,10 @@ func (ss *session) Data(r io.Reader) error {
 				continue
 			}
 			seen[u.ID] = true
-			prefix := "Return-Path: <" + from + ">\r\nDelivered-To: " + u.Address + "\r\n"
-			d.Recipients = append(d.Recipients, store.LocalRecipient{UserID: u.ID, Mailbox: "INBOX", Prefix: []byte(prefix)})
+			prefix := "Return-Path: <" + from + ">\r\nDelivered-To: " + u.Address + "\r\n" + auth.Header
+			d.Recipients = append(d.Recipients, store.LocalRecipient{UserID: u.ID, Mailbox: mailbox, Prefix: []byte(prefix)})
 			delivered = append(delivered, u.Address)
-			d.Events = append(d.Events, store.Event{Time: now, Kind: "delivered", Detail: fmt.Sprintf("to=<%s> orig_to=<%s> mailbox=INBOX", u.Address, rc.address)})
+			d.Events = append(d.Events, store.Event{Time: now, Kind: "delivered", Detail: fmt.Sprintf("to=<%s> orig_to=<%s> mailbox=%s", u.Address, rc.address, mailbox)})
 		}
 	}
 	tlsInfo := "none"
@@ -368,14 +404,55 @@ func (ss *session) Data(r io.Reader) error {
 	if user != nil {
 		d.Events[0].Detail += " user=" + user.Address
 	}
+	if auth.Summary != "" {
+		d.Events[0].Detail += " auth=" + strconv.Quote(auth.Summary)
+	}
 	if err := ss.s.be.Deliver(context.Background(), d); err != nil {
 		return ss.storageFailure(qid, from, err)
 	}
 	messagesAccepted.Inc()
 	bytesReceived.Add(float64(bw.Size()))
 	ss.log.Info("message accepted", "qid", qid, "from", from, "to", strings.Join(delivered, ","), "size", bw.Size(),
-		"msgid", d.HeaderMessageID, "tls", tlsInfo, "status", "delivered", "ms", time.Since(start).Milliseconds())
+		"msgid", d.HeaderMessageID, "tls", tlsInfo, "auth", auth.Summary, "mailbox", mailbox, "status", "delivered", "ms", time.Since(start).Milliseconds())
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+qid)
+}
+
+// applyVerdict turns a reject or tempfail of the Checker into the reply at
+// the end of data (nil: deliver).
+func (ss *session) applyVerdict(qid, from string, auth CheckResult) *smtp.SMTPError {
+	var code int
+	var ec smtp.EnhancedCode
+	switch auth.Verdict {
+	case VerdictReject:
+		code, ec = 550, smtp.EnhancedCode{5, 7, 1}
+		messagesRejected.WithLabelValues(reasonAuthFailed).Inc()
+	case VerdictTempFail:
+		code, ec = 451, smtp.EnhancedCode{4, 7, 0}
+		messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+	default:
+		return nil
+	}
+	if auth.Enhanced != [3]int{} {
+		ec = smtp.EnhancedCode(auth.Enhanced)
+	}
+	msg := auth.Reason
+	if msg == "" {
+		msg = "Sender authentication failed"
+	}
+	ss.log.Info("message rejected", "qid", qid, "from", from, "auth", auth.Summary, "status", auth.Verdict.String(), "reason", msg)
+	return smtpErr(code, ec, msg)
+}
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictAccept:
+		return "accept"
+	case VerdictJunk:
+		return "junk"
+	case VerdictReject:
+		return "reject"
+	}
+	return "tempfail"
 }
 
 func (ss *session) storageFailure(qid, from string, err error) error {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,8 +83,8 @@ func deliverTx(w *wtx, qid string, size int64, data []byte, inline bool, d *stor
 		if name == "" || strings.EqualFold(name, "INBOX") {
 			name = "INBOX"
 		}
-		var mbID int64
-		if err := w.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, r.UserID, name).Scan(&mbID); err != nil {
+		mbID, err := deliveryMailbox(w, r.UserID, name)
+		if err != nil {
 			return nil, fmt.Errorf("store: mailbox %s of user %d: %w", name, r.UserID, err)
 		}
 		uid, modseq, _, err := addEntry(w, mbID, msgID, r.Flags, nil, d.Received, r.Prefix, size+int64(len(r.Prefix)))
@@ -146,4 +147,26 @@ func (s *Store) Events(ctx context.Context, id string) ([]store.Event, error) {
 		return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
 	}
 	return out, nil
+}
+
+// deliveryMailbox finds the mailbox a delivery is filed into. A default
+// mailbox other than INBOX (Junk, for mail that failed sender checks) that
+// the user renamed or deleted is replaced by the mailbox with its special
+// use, and failing that by INBOX: a delivery never fails for want of it.
+func deliveryMailbox(w *wtx, userID int64, name string) (int64, error) {
+	var id int64
+	err := w.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name).Scan(&id)
+	if !errors.Is(err, sql.ErrNoRows) || name == "INBOX" {
+		return id, err
+	}
+	for _, mb := range store.DefaultMailboxes {
+		if mb.Name == name && mb.SpecialUse != "" {
+			err = w.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND special_use = ? ORDER BY id LIMIT 1`, userID, mb.SpecialUse).Scan(&id)
+			if !errors.Is(err, sql.ErrNoRows) {
+				return id, err
+			}
+		}
+	}
+	err = w.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, userID).Scan(&id)
+	return id, err
 }
