@@ -21,7 +21,7 @@ func (a *app) domainCmd() *cobra.Command {
 			if !validDomain(name) {
 				return usageError{fmt.Errorf("%q is not a domain name", args[0])}
 			}
-			st, _, err := a.openStore()
+			st, cfg, err := a.openStore()
 			if err != nil {
 				return err
 			}
@@ -30,6 +30,11 @@ func (a *app) domainCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "added domain %s\n", name)
+			keys, err := dkimKeys(cfg).Ensure(name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "DKIM keys %s; publish the DNS records that `postern dns-records %s` prints\n", describeKeys(keys), name)
 			return nil
 		},
 	}, &cobra.Command{
@@ -63,7 +68,7 @@ func (a *app) domainCmd() *cobra.Command {
 			fmt.Fprintf(a.stdout, "removed domain %s\n", strings.ToLower(args[0]))
 			return nil
 		},
-	})
+	}, a.dkimRotateCmd())
 	return c
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,15 +16,41 @@ import (
 	"github.com/postern-mail/postern/internal/config"
 	"github.com/postern-mail/postern/internal/courier"
 	"github.com/postern-mail/postern/internal/dnsx"
+	"github.com/postern-mail/postern/internal/msgauth"
 	"github.com/postern-mail/postern/internal/queue"
 	"github.com/postern-mail/postern/internal/smtpd"
 	"github.com/postern-mail/postern/internal/store/sqlite"
 )
 
 // courierTransport lets the queue deliver through the courier.
-type courierTransport struct{ c *courier.Courier }
+type courierTransport struct {
+	c    *courier.Courier
+	dkim *msgauth.Signer // nil: no signing
+	log  *slog.Logger
+}
 
 func (t courierTransport) Deliver(ctx context.Context, domain string, env queue.Envelope, open func() (io.ReadCloser, error)) queue.Attempt {
+	if t.dkim != nil {
+		// Messages are stored once, unsigned; each attempt signs the
+		// message afresh and puts the DKIM-Signature fields in front of
+		// it as it is read (the courier may read it more than once).
+		sigs, err := t.sign(ctx, env.From, open)
+		if err != nil {
+			t.log.Error("dkim signing failed", "from", env.From, "err", err)
+			return failAll(env, 451, "4.3.0", "DKIM signing failed, will retry")
+		}
+		if sigs != "" {
+			inner := open
+			open = func() (io.ReadCloser, error) {
+				rc, err := inner()
+				if err != nil {
+					return nil, err
+				}
+				return prefixed{io.MultiReader(strings.NewReader(sigs), rc), rc}, nil
+			}
+			env.Size += int64(len(sigs))
+		}
+	}
 	utf8 := !isASCII(env.From)
 	for _, r := range env.Recipients {
 		utf8 = utf8 || !isASCII(r)
@@ -39,6 +67,32 @@ func (t courierTransport) Deliver(ctx context.Context, domain string, env queue.
 	return out
 }
 
+// sign returns the DKIM-Signature fields for the stored message.
+func (t courierTransport) sign(ctx context.Context, from string, open func() (io.ReadCloser, error)) (string, error) {
+	rc, err := open()
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return t.dkim.Sign(ctx, from, rc)
+}
+
+// prefixed reads the signatures, then the message, and closes the message.
+type prefixed struct {
+	io.Reader
+	io.Closer
+}
+
+// failAll is an attempt that failed before any connection, for every
+// recipient alike.
+func failAll(env queue.Envelope, code int, enhanced, text string) queue.Attempt {
+	var att queue.Attempt
+	for _, r := range env.Recipients {
+		att.Results = append(att.Results, queue.Result{Recipient: r, Code: code, Enhanced: enhanced, Text: text})
+	}
+	return att
+}
+
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
@@ -47,6 +101,9 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+// DKIMDir is where the DKIM keys of the hosted domains are kept.
+func DKIMDir(dataDir string) string { return filepath.Join(dataDir, "dkim") }
 
 // outbound is the sending side: the submission listeners and the queue.
 type outbound struct {
@@ -73,6 +130,7 @@ func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, 
 		MaxPerDomain:   10,
 		Logger:         log.With("svc", "courier"),
 	})
+	signer := &msgauth.Signer{Keys: msgauth.NewKeyStore(DKIMDir(cfg.DataDir)), IsLocal: st.HasDomain}
 	var retry []time.Duration
 	for _, d := range cfg.Queue.Retry {
 		retry = append(retry, d.Duration)
@@ -84,7 +142,7 @@ func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, 
 		DelayWarning: cfg.Queue.DelayWarning.Duration,
 		Concurrency:  cfg.Queue.Concurrency,
 		Logger:       log.With("svc", "queue"),
-	}, st, st, courierTransport{o.courier})
+	}, st, st, courierTransport{c: o.courier, dkim: signer, log: log.With("svc", "dkim")})
 	ctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
 	go func() {

@@ -1,0 +1,145 @@
+package msgauth
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+// signedFields are the header fields signed when present. From is listed
+// once more than it occurs (oversigned, RFC 6376 8.15) so that no second
+// From can be added without breaking the signature.
+var signedFields = []string{"From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID", "In-Reply-To", "References",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "List-Id", "List-Unsubscribe",
+	"List-Unsubscribe-Post", "Sender", "Auto-Submitted"}
+
+// Signer DKIM-signs the outbound mail of local domains.
+type Signer struct {
+	Keys *KeyStore
+	// IsLocal reports whether mail of domain is signed here (a hosted
+	// domain).
+	IsLocal func(ctx context.Context, domain string) (bool, error)
+}
+
+// Sign reads a message and returns the DKIM-Signature fields to put in
+// front of it (CRLF-terminated, one per active key: ed25519-sha256 and
+// rsa-sha256), or "" when no local domain sends it. The signing domain is
+// the author's (From) domain or the nearest parent of it that is hosted
+// here, for DMARC alignment; failing that, the envelope sender's.
+func (s *Signer) Sign(ctx context.Context, mailFrom string, msg io.Reader) (string, error) {
+	br := bufio.NewReaderSize(msg, 32<<10)
+	hdr := &headerCapture{}
+	var head bytes.Buffer
+	for !hdr.done {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			head.Write(line)
+			hdr.Write(line)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	var candidates []string
+	if froms := hdr.fields("From"); len(froms) == 1 {
+		if d, err := authorDomain(froms[0]); err == nil {
+			candidates = append(candidates, parents(d)...)
+		}
+	}
+	if at := strings.LastIndexByte(mailFrom, '@'); at >= 0 {
+		candidates = append(candidates, parents(strings.ToLower(mailFrom[at+1:]))...)
+	}
+	domain := ""
+	for _, d := range candidates {
+		ok, err := s.IsLocal(ctx, d)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			domain = d
+			break
+		}
+	}
+	if domain == "" {
+		return "", nil
+	}
+	keys, err := s.Keys.Active(domain)
+	if err != nil {
+		return "", err
+	}
+	return signWith(keys, fieldsToSign(hdr), io.MultiReader(&head, br))
+}
+
+// parents returns domain and its parents down to its organizational domain.
+func parents(domain string) []string {
+	org := OrgDomain(domain)
+	out := []string{domain}
+	for d := domain; d != org && strings.Contains(d, "."); {
+		d = d[strings.IndexByte(d, '.')+1:]
+		out = append(out, d)
+	}
+	return out
+}
+
+// fieldsToSign lists the signedFields present in hdr, each as often as it
+// occurs, and From once more.
+func fieldsToSign(hdr *headerCapture) []string {
+	var keys []string
+	for _, name := range signedFields {
+		n := len(hdr.fields(name))
+		for i := 0; i < n; i++ {
+			keys = append(keys, name)
+		}
+	}
+	return append(keys, "From")
+}
+
+// signWith signs the message read from r with every key in one pass.
+func signWith(keys []Key, fields []string, r io.Reader) (string, error) {
+	if len(keys) == 0 {
+		return "", errors.New("dkim: no keys")
+	}
+	var signers []*dkim.Signer
+	var ws []io.Writer
+	for _, k := range keys {
+		sg, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain:                 k.Domain,
+			Selector:               k.Selector,
+			Signer:                 k.Signer,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             fields,
+		})
+		if err != nil {
+			return "", err
+		}
+		signers = append(signers, sg)
+		ws = append(ws, sg)
+	}
+	_, err := io.Copy(io.MultiWriter(ws...), r)
+	var out strings.Builder
+	for _, sg := range signers {
+		if cerr := sg.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err == nil {
+			out.WriteString(sg.Signature())
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("dkim: signing: %w", err)
+	}
+	return out.String(), nil
+}
