@@ -70,7 +70,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default: development defaults, data in ./postern-data)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCmd(), a.domainCmd(), a.userCmd(), a.aliasCmd(), a.mailboxCmd(), a.queueCmd(), a.traceCmd(), a.versionCmd())
-	root.AddCommand(a.auditCmd())
+	root.AddCommand(a.auditCmd(), a.dnsRecordsCmd())
 	// A command group (domain, user, ...) run alone shows its help; with an
 	// unknown subcommand it is a usage error (exit 2), not help and exit 0.
 	for _, c := range root.Commands() {
