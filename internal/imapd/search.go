@@ -271,8 +271,7 @@ func (sel *selected) hasFlag(e *store.Entry, f imap.Flag) bool {
 	case `\draft`:
 		return e.Flags&store.FlagDraft != 0
 	case `\recent`:
-		_, ok := sel.recent[e.UID]
-		return ok
+		return sel.isRecent(e.UID)
 	}
 	for _, k := range e.Keywords {
 		if strings.EqualFold(k, string(f)) {

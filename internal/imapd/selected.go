@@ -21,11 +21,16 @@ type selected struct {
 	readOnly bool
 	sub      *store.Subscription
 
-	uids      []uint32
-	recent    map[uint32]struct{} // \Recent to this session (RFC 3501 2.3.2)
-	keywords  []string            // keywords announced in FLAGS
-	queue     []store.Change      // taken from sub, not yet told (expunges held back)
-	searchRes []uint32            // SEARCH RETURN (SAVE) result (RFC 5182)
+	uids []uint32
+	// \Recent to this session (RFC 3501 2.3.2): the UIDs above recentAfter
+	// that were in the mailbox at SELECT, and those in recent that arrived
+	// since and that this session claimed first.
+	recentAfter uint32
+	initialLast uint32 // highest UID at SELECT
+	recent      map[uint32]struct{}
+	keywords    []string       // keywords announced in FLAGS
+	queue       []store.Change // taken from sub, not yet told (expunges held back)
+	searchRes   []uint32       // SEARCH RETURN (SAVE) result (RFC 5182)
 
 	// Keywords seen in a FETCH or STORE answer before a FLAGS response
 	// announced them are left out there; the next poll announces them and
@@ -69,20 +74,17 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if len(uids) > 0 {
 		// EXAMINE shows \Recent without taking it away from others.
 		upto := uids[len(uids)-1]
+		sel.initialLast = upto
 		if sel.readOnly {
 			upto = 0
 		}
-		prev := s.srv.claimRecent(mb.ID, upto)
-		i, _ := slices.BinarySearch(uids, prev+1)
-		for _, u := range uids[i:] {
-			sel.recent[u] = struct{}{}
-		}
+		sel.recentAfter = s.srv.claimRecent(mb.ID, upto)
 	}
 	s.setSelected(sel)
 	data := &imap.SelectData{
 		Flags:       sel.mailboxFlags(),
 		NumMessages: uint32(len(uids)),
-		NumRecent:   uint32(len(sel.recent)),
+		NumRecent:   sel.numRecent(),
 		UIDNext:     imap.UID(mb.UIDNext),
 		UIDValidity: mb.UIDValidity,
 	}
@@ -109,6 +111,28 @@ func (sel *selected) mailboxFlags() []imap.Flag {
 		flags = append(flags, imap.Flag(k))
 	}
 	return flags
+}
+
+// isRecent reports whether uid is \Recent in this session.
+func (sel *selected) isRecent(uid uint32) bool {
+	if _, ok := sel.recent[uid]; ok {
+		return true
+	}
+	return uid > sel.recentAfter && uid <= sel.initialLast
+}
+
+// numRecent counts the \Recent messages in the view.
+func (sel *selected) numRecent() uint32 {
+	i, _ := slices.BinarySearch(sel.uids, sel.recentAfter+1)
+	j, found := slices.BinarySearch(sel.uids, sel.initialLast)
+	if found {
+		j++
+	}
+	n := 0
+	if j > i {
+		n = j - i
+	}
+	return uint32(n + len(sel.recent))
 }
 
 // seqOf returns the sequence number of uid in the client's view, 0 if absent.
@@ -139,7 +163,7 @@ func (sel *selected) imapFlags(uid uint32, f store.Flags, kws []string) []imap.F
 			out = append(out, systemFlags[i])
 		}
 	}
-	if _, ok := sel.recent[uid]; ok && !sel.s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+	if sel.isRecent(uid) && !sel.s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
 		out = append(out, flagRecent)
 	}
 	for _, k := range kws {
@@ -249,7 +273,7 @@ func (sel *selected) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 			return err
 		}
-		return w.WriteNumRecent(uint32(len(sel.recent)))
+		return w.WriteNumRecent(sel.numRecent())
 	}
 	for _, c := range queue {
 		switch c.Kind {
