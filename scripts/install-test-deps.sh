@@ -3,7 +3,8 @@
 # swaks and Debian's python3 (for smtplib) for the end-to-end tests, and
 # Postfix, the real peer `postern audit` is tested against; isync's mbsync,
 # the IMAP sync client internal/imapd is tested with; fetchmail, the POP3
-# client test/pop3_test.go downloads with.
+# client test/pop3_test.go downloads with; dkimpy (python3-dkim, with
+# python3-nacl for Ed25519), which internal/msgauth checks its DKIM against.
 set -euo pipefail
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
@@ -13,6 +14,7 @@ command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+/usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || need+=(python3-dkim python3-nacl)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		SUDO=sudo
