@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, if missing:
 # swaks and Debian's python3 (for smtplib) for the end-to-end tests, and
-# Postfix, the real peer `postern audit` is tested against; isync's mbsync,
+# Postfix and Dovecot, the real peers `postern audit` is tested against; isync's mbsync,
 # the IMAP sync client internal/imapd is tested with; fetchmail, the POP3
 # client test/pop3_test.go downloads with; dkimpy (python3-dkim, with
 # python3-nacl for Ed25519), which internal/msgauth checks its DKIM against.
@@ -14,6 +14,7 @@ command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 /usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || need+=(python3-dkim python3-nacl)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
