@@ -41,6 +41,10 @@ func domainRecords(cfg *config.Config, domain string, keys []msgauth.Key) ([]dns
 		{Comment: "SPF (RFC 7208): only the MX hosts send mail as " + domain + "; others fail.",
 			Name: d, Type: "TXT", Value: "v=spf1 mx -all"},
 	}
+	if h := strings.ToLower(cfg.Hostname); strings.HasSuffix(h, "."+domain) {
+		recs = append(recs, dnsRecord{Comment: "SPF for the HELO name (RFC 7208 2.3): " + cfg.Hostname + " sends as itself.",
+			Name: host, Type: "TXT", Value: "v=spf1 a -all"})
+	}
 	for _, k := range keys {
 		txt, err := k.Record()
 		if err != nil {

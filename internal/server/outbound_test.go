@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern-mail/postern/internal/courier"
+	"github.com/postern-mail/postern/internal/dnsx"
+	"github.com/postern-mail/postern/internal/dnsx/dnstest"
+	"github.com/postern-mail/postern/internal/msgauth"
+	"github.com/postern-mail/postern/internal/queue"
+	"github.com/postern-mail/postern/internal/smtpd"
+	"github.com/postern-mail/postern/internal/store/sqlite"
+)
+
+// Mail that the outbound path signs arrives at another Postern's MX (with
+// its sender checks) with dkim=pass for both signatures, spf=pass and
+// dmarc=pass, against the records dns-records tells example.org to publish.
+func TestOutboundSignedPassesInboundChecks(t *testing.T) {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	// Sender side: example.org's keys.
+	keys := msgauth.NewKeyStore(filepath.Join(t.TempDir(), "dkim"))
+	active, err := keys.Ensure("example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone := []string{
+		`example.org. MX 10 mail.example.org.`,
+		`mail.example.org. A 127.0.0.1`,
+		`mail.example.org. TXT "v=spf1 a -all"`,
+		`example.org. TXT "v=spf1 mx -all"`,
+		`_dmarc.example.org. TXT "v=DMARC1; p=reject; rua=mailto:postmaster@example.org"`,
+	}
+	for _, k := range active {
+		rec, err := k.Record()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for len(rec) > 255 {
+			parts, rec = append(parts, `"`+rec[:255]+`"`), rec[255:]
+		}
+		zone = append(zone, k.Name()+`. TXT `+strings.Join(append(parts, `"`+rec+`"`), " "))
+	}
+	res := dnsx.New(dnstest.Start(t, dnstest.Zone(t, zone...)), 2*time.Second)
+
+	// Receiving side: remote.test's MX with sender checks.
+	st, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.AddDomain(ctx, "remote.test"); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := st.AddUser(ctx, "bob@remote.test", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := smtpd.New(smtpd.Config{
+		Hostname: "mx.remote.test", MaxMessageBytes: 1 << 20, MaxRecipients: 10, MaxConnections: 10, MaxConnectionsPerIP: 10,
+		MaxLineLength: 2000, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second, Logger: quiet,
+		Checker: senderChecker{msgauth.New(msgauth.Config{Hostname: "mx.remote.test", Resolver: res})},
+	}, st)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go mx.Serve(l)
+	defer mx.Shutdown(ctx)
+
+	// The transport, relaying to that MX.
+	c := courier.New(courier.Config{Hostname: "mail.example.org", Resolver: res, RelayHost: l.Addr().String(),
+		ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, MaxPerDomain: 1, Logger: quiet})
+	defer c.Close()
+	tr := courierTransport{c: c, log: quiet, dkim: &msgauth.Signer{Keys: keys,
+		IsLocal: func(_ context.Context, d string) (bool, error) { return d == "example.org", nil }}}
+	msg := "From: Alice <alice@example.org>\r\nTo: <bob@remote.test>\r\nSubject: signed on the way out\r\n" +
+		"Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <out-1@example.org>\r\n\r\nHello Bob.\r\n"
+	opens := 0
+	open := func() (io.ReadCloser, error) { opens++; return io.NopCloser(strings.NewReader(msg)), nil }
+	att := tr.Deliver(ctx, "remote.test", queue.Envelope{From: "alice@example.org", Recipients: []string{"bob@remote.test"},
+		Notify: []string{""}, ORcpt: []string{""}, Size: int64(len(msg))}, open)
+	if len(att.Results) != 1 || att.Results[0].Code != 250 {
+		t.Fatalf("attempt: %+v", att)
+	}
+
+	mb, err := st.MailboxByName(ctx, bob.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := st.Entries(ctx, mb.ID)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("bob's INBOX: %v %v", entries, err)
+	}
+	r, err := st.OpenEntry(ctx, mb.ID, entries[0].UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
+	got := string(b)
+	for _, want := range []string{
+		"Authentication-Results: mx.remote.test;\r\n\tspf=pass smtp.mailfrom=alice@example.org;\r\n\tspf=pass smtp.helo=mail.example.org;\r\n",
+		fmt.Sprintf("\tdkim=pass header.d=example.org header.s=%s header.a=ed25519-sha256", active[0].Selector),
+		fmt.Sprintf("\tdkim=pass header.d=example.org header.s=%s header.a=rsa-sha256", active[1].Selector),
+		"\tdmarc=pass (p=reject dis=none) header.from=example.org\r\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "DKIM-Signature:") != 2 || !strings.HasSuffix(got, msg) {
+		t.Errorf("delivered message:\n%s", got)
+	}
+	if opens < 2 {
+		t.Errorf("message opened %d times", opens)
+	}
+}
