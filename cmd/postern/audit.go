@@ -33,7 +33,8 @@ smtp: banner and EHLO with a software fingerprint, extensions, STARTTLS (TLS
 version, cipher, certificate), AUTH before TLS, STARTTLS injection, VRFY and
 EXPN, user enumeration (--users) with catch-all, throttling, tarpit and
 greylisting detection, and the 16 open-relay variants of nmap's
-smtp-open-relay (no message is sent unless --relay-data).
+smtp-open-relay (no message is sent unless --relay-data); with --smuggling,
+which end-of-data sequences the server takes (one test message each).
 imap, pop3: banner, capabilities, STARTTLS/STLS or implicit TLS (--tls, or
 ports 993/995), plaintext login before TLS, STARTTLS injection, ID and
 IMPLEMENTATION leaks.
@@ -111,7 +112,7 @@ or connection error.`,
 	f.StringVar(&o.HeloName, "helo", "", "name sent in EHLO (default: our address literal)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "time allowed for each connection and reply")
 	f.DurationVar(&o.Deadline, "deadline", 5*time.Minute, "time allowed for the whole audit")
-	f.DurationVar(&o.SlowReply, "slow-reply", 2*time.Second, "replies slower than this mark a tarpit")
+	f.DurationVar(&o.SlowReply, "slow-reply", time.Second, "replies slower than this mark a tarpit")
 	f.StringVar(&failOn, "fail-on", "high", "exit 1 when a finding is at least this severe: info, low, medium or high")
 	f.BoolVar(&asJSON, "json", false, "print one JSON document (see DESIGN.md)")
 	f.BoolVar(&quiet, "quiet", false, "no progress bar")
