@@ -25,6 +25,12 @@ type Signer struct {
 	// IsLocal reports whether mail of domain is signed here (a hosted
 	// domain).
 	IsLocal func(ctx context.Context, domain string) (bool, error)
+	// Hostname is the name in our Received fields. A message whose first
+	// field is our Received for an unauthenticated session came in on
+	// the MX (an alias forwards it): it is never signed, whatever its
+	// From says, or a forged From of a hosted domain would leave here
+	// with a valid signature. Empty: no such check.
+	Hostname string
 }
 
 // Sign reads a message and returns the DKIM-Signature fields to put in
@@ -51,6 +57,9 @@ func (s *Signer) Sign(ctx context.Context, mailFrom string, msg io.Reader) (stri
 		if err != nil {
 			return "", err
 		}
+	}
+	if s.Hostname != "" && receivedUnauthenticated(head.Bytes(), s.Hostname) {
+		return "", nil
 	}
 	var candidates []string
 	if froms := hdr.fields("From"); len(froms) == 1 {
@@ -142,4 +151,34 @@ func signWith(keys []Key, fields []string, r io.Reader) (string, error) {
 		return "", fmt.Errorf("dkim: signing: %w", err)
 	}
 	return out.String(), nil
+}
+
+// receivedUnauthenticated reports whether the first header field of hdr
+// is a Received field that host added for a session without AUTH: its
+// protocol is not ESMTPA or ESMTPSA (RFC 3848).
+func receivedUnauthenticated(hdr []byte, host string) bool {
+	// The first field, unfolded.
+	end := 0
+	for {
+		i := bytes.Index(hdr[end:], []byte("\r\n"))
+		if i < 0 {
+			end = len(hdr)
+			break
+		}
+		end += i + 2
+		if end >= len(hdr) || (hdr[end] != ' ' && hdr[end] != '\t') {
+			break
+		}
+	}
+	field := strings.Join(strings.Fields(string(hdr[:end])), " ")
+	name, value, ok := strings.Cut(field, ":")
+	if !ok || !strings.EqualFold(name, "Received") {
+		return false
+	}
+	_, rest, ok := strings.Cut(strings.ToLower(value), " by "+strings.ToLower(host)+" with ")
+	if !ok {
+		return false
+	}
+	proto, _, _ := strings.Cut(rest, " ")
+	return proto != "esmtpa" && proto != "esmtpsa"
 }

@@ -130,3 +130,27 @@ func TestSignVerifies(t *testing.T) {
 		t.Errorf("envelope: %q %v", sigs, err)
 	}
 }
+
+// Mail that came in on the MX unauthenticated is never signed, even with
+// the From of a hosted domain; submitted mail and local mail are.
+func TestSignOnlyAuthenticatedOrLocal(t *testing.T) {
+	s := &Signer{Keys: testKeyStore(t), Hostname: "mail.example.org",
+		IsLocal: func(_ context.Context, d string) (bool, error) { return d == "example.org", nil }}
+	body := "From: <ceo@example.org>\r\nSubject: x\r\n\r\nhi\r\n"
+	for received, signed := range map[string]bool{
+		"": true, // a DSN made here
+		"Received: from x ([192.0.2.1])\r\n\tby mail.example.org with ESMTPSA id 1; date\r\n":                    true,
+		"Received: from x ([192.0.2.1])\r\n\tby mail.example.org with ESMTPA id 1; date\r\n":                     true,
+		"Received: from x ([192.0.2.1])\r\n\tby mail.example.org with ESMTP id 1; date\r\n":                      false,
+		"Received: from x ([192.0.2.1])\r\n\tby Mail.Example.org with ESMTPS id 1\r\n\t(using TLS1.3); date\r\n": false,
+		"Received: from x by other.example with ESMTP; date\r\n":                                                 true,
+	} {
+		sigs, err := s.Sign(context.Background(), "ceo@example.org", strings.NewReader(received+body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (sigs != "") != signed {
+			t.Errorf("%q: signed %v, want %v", received, sigs != "", signed)
+		}
+	}
+}

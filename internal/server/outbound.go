@@ -130,7 +130,7 @@ func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, 
 		MaxPerDomain:   10,
 		Logger:         log.With("svc", "courier"),
 	})
-	signer := &msgauth.Signer{Keys: msgauth.NewKeyStore(DKIMDir(cfg.DataDir)), IsLocal: st.HasDomain}
+	signer := &msgauth.Signer{Keys: msgauth.NewKeyStore(DKIMDir(cfg.DataDir)), IsLocal: st.HasDomain, Hostname: cfg.Hostname}
 	var retry []time.Duration
 	for _, d := range cfg.Queue.Retry {
 		retry = append(retry, d.Duration)
