@@ -244,7 +244,8 @@ type Store interface {
 	UIDs(ctx context.Context, mailboxID int64) ([]uint32, error)
 	// FirstUnseen returns the lowest UID without \Seen, 0 if none.
 	FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error)
-	// EntriesByUID returns the entries (with keywords) among uids, by UID.
+	// EntriesByUID returns the entries (with keywords) among uids, by UID;
+	// for speed it leaves QueueID and From empty (Entries fills them).
 	EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32) ([]Entry, error)
 	// UpdateFlags changes flags and keywords of the given UIDs; every
 	// changed message and the mailbox get a new MODSEQ. It returns the
