@@ -397,6 +397,10 @@ func enumerate(ctx context.Context, o *Options, r *Report) {
 					if validEv == nil {
 						validEv = ev
 					}
+				case rep.permanent() && !userUnknown(rep):
+					// A policy refusal (5.7.x, relay) says nothing about
+					// the user.
+					u.Inconclusive = append(u.Inconclusive, addr)
 				case rep.transient():
 					u.Inconclusive = append(u.Inconclusive, addr)
 					kind := classifyTransient(rep)

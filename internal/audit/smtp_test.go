@@ -175,7 +175,7 @@ func TestVRFYLeak(t *testing.T) {
 		t.Errorf("vrfy %q", r.VRFY)
 	}
 	u := r.Users
-	if u.Method != "vrfy" || !reflect.DeepEqual(u.Valid, []string{"alice@example.net", "bob@example.net"}) || u.Tried != 6 {
+	if u.Method != "vrfy" || !reflect.DeepEqual(u.Valid, []string{"alice@example.net", "bob@example.net"}) || u.Tried != 6 || len(u.Inconclusive) != 0 {
 		t.Errorf("users %+v", u)
 	}
 	// One connection for the audit, one for the baseline and the guesses.
@@ -512,5 +512,26 @@ func TestHostileBanner(t *testing.T) {
 	}
 	if want := `220 mx.fake.test \x1b[2J\x1b]0;pwned\a ESMTP \u009b31m \xff`; r.Banner != want {
 		t.Errorf("banner %q, want %q", r.Banner, want)
+	}
+}
+
+// A refusal on policy grounds (5.7.1) is not "no such user".
+func TestPolicyRefusalInconclusive(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"alice@example.net": true},
+			rcpt: func(c *fakeConn, arg string, known bool) string {
+				switch {
+				case known:
+					return "250 2.1.5 Ok"
+				case strings.HasPrefix(arg, "root@"):
+					return "550 5.7.1 <" + arg + ">: Recipient address rejected: Access denied"
+				}
+				return "550 5.1.1 <" + arg + ">: User unknown"
+			}}.handler()})
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay = wordlist, "example.net", true
+	r := runAudit(t, "smtp", o)
+	if u := r.Users; !reflect.DeepEqual(u.Valid, []string{"alice@example.net"}) || !reflect.DeepEqual(u.Inconclusive, []string{"root@example.net"}) {
+		t.Errorf("users %+v", u)
 	}
 }
