@@ -119,6 +119,7 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 		for _, p := range c.cfg.Skip {
 			if p.Contains(a.Unmap()) {
 				res.Skipped = true
+				count(res)
 				return res, nil
 			}
 		}
@@ -149,6 +150,7 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 	res.FromAddr = res.DMARC.From
 	c.decide(res)
 	res.Header = c.formatHeader(res)
+	count(res)
 	return res, nil
 }
 

@@ -88,7 +88,11 @@ func (s *Signer) Sign(ctx context.Context, mailFrom string, msg io.Reader) (stri
 	if err != nil {
 		return "", err
 	}
-	return signWith(keys, fieldsToSign(hdr), io.MultiReader(&head, br))
+	sigs, err := signWith(keys, fieldsToSign(hdr), io.MultiReader(&head, br))
+	if err == nil {
+		dkimSigned.Inc()
+	}
+	return sigs, err
 }
 
 // parents returns domain and its parents down to its organizational domain.

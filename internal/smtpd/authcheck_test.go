@@ -143,3 +143,26 @@ func TestForgedAuthResultsDropped(t *testing.T) {
 		}
 	}
 }
+
+// Authenticated submission is never checked (the resolver here answers
+// nothing, so a check would defer the message) and its header is left as
+// the user wrote it.
+func TestSubmissionSkipsSenderChecks(t *testing.T) {
+	sub := newSubmission(t, func(cfg *smtpd.Config) {
+		cfg.Checker = checker{msgauth.New(msgauth.Config{Hostname: testHostname, Resolver: dnsx.New("127.0.0.1:1", time.Second)})}
+	})
+	c := sub.dial()
+	c.ehlo("client.example.net")
+	c.startTLS(sub.clientTLS)
+	c.ehlo("client.example.net")
+	c.expect("AUTH PLAIN "+plain("alice@example.org", "alice-secret"), 235, "2.0.0")
+	c.send("alice@example.org", []string{"bob@example.org"}, authMessage("alice@example.org",
+		"Authentication-Results: mx.example.org; dkim=pass header.d=alice's own\r\n"))
+	bob := sub.inbox("bob@example.org")
+	if len(bob) != 1 {
+		t.Fatalf("%d messages", len(bob))
+	}
+	if strings.Count(bob[0].Data, "Authentication-Results:") != 1 || !strings.Contains(bob[0].Data, "alice's own") {
+		t.Errorf("submission changed Authentication-Results:\n%s", bob[0].Data)
+	}
+}
