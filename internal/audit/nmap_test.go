@@ -100,7 +100,7 @@ func TestCompareNmap(t *testing.T) {
 		{"Postfix, VRFY off", p.noVRFY, "test.example", []string{"alice", "bob"}, false, false},
 		{"Postfix, catch-all", p.catchAll, "test.example", []string{"alice", "bob"}, false, true},
 		{"Postfix, open relay", p.openRelay, "test.example", []string{"alice", "bob"}, true, false},
-		{"Postern defaults", startPostern(t), "example.org", []string{"alice", "bob"}, false, false},
+		{"Postern, harvesting defence off", startPostern(t), "example.org", []string{"alice", "bob"}, false, false},
 	}
 	type row struct {
 		nmap  nmapResult
