@@ -119,7 +119,7 @@ func defaultQueue() Queue {
 type AuthChecks struct {
 	Enabled bool     `toml:"enabled"`  // default true
 	SPFFail string   `toml:"spf_fail"` // SPF fail without DMARC: "junk" (default), "reject" or "tag"
-	Timeout Duration `toml:"timeout"`  // bounds the DNS lookups for one message
+	Timeout Duration `toml:"timeout"`  // bounds each phase of lookups (SPF, each DKIM key, DMARC), not the transfer
 	// SkipNetworks are client networks (CIDR) whose mail is not checked:
 	// local injection, like policyd-spf's and OpenDMARC's defaults.
 	SkipNetworks []string `toml:"skip_networks"`

@@ -42,7 +42,13 @@ func (r *readErrReader) Read(p []byte) (int, error) {
 func (c *Checker) verifyDKIM(ctx context.Context, r io.Reader) ([]*dkim.Verification, error) {
 	rr := &readErrReader{r: r}
 	verifs, err := dkim.VerifyWithOptions(rr, &dkim.VerifyOptions{
-		LookupTXT:        txtLookup(ctx, c.cfg.Resolver),
+		LookupTXT: func(name string) ([]string, error) {
+			// Each key lookup gets its own time: it starts when the
+			// header has arrived, however long the body then takes.
+			ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+			defer cancel()
+			return txtLookup(ctx, c.cfg.Resolver)(name)
+		},
 		MaxVerifications: maxSignatures,
 	})
 	if rr.err != nil {

@@ -57,7 +57,7 @@ const (
 type Config struct {
 	Hostname string         // authserv-id of the Authentication-Results header
 	Resolver *dnsx.Resolver // every lookup goes through it
-	Timeout  time.Duration  // bounds all lookups for one message; 0: 20 s
+	Timeout  time.Duration  // bounds each phase of lookups (see Check); 0: 20 s
 	SPFFail  SPFAction      // "" means SPFJunk
 	// Skip lists the client networks whose mail is not checked (local
 	// injection: SPF and DMARC mean nothing for 127.0.0.1).
@@ -111,9 +111,12 @@ type SPFResult struct {
 // gave mailFrom ("" for <>). msg is the message as it arrived (it may be
 // read while it streams in). The SPF lookups run while msg is read. An
 // error is returned only when msg cannot be read.
+//
+// Config.Timeout bounds each phase, not the transfer: the SPF evaluation
+// (from the start), each DKIM key lookup, and the DMARC lookup (after the
+// end of the message). A large message on a slow link does not eat the
+// time of the lookups that follow it.
 func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, msg io.Reader) (*Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
 	res := &Result{}
 	if a, ok := netip.AddrFromSlice(ip); ok {
 		for _, p := range c.cfg.Skip {
@@ -129,6 +132,8 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
 		res.SPF, res.SPFHelo = c.checkSPF(ctx, ip, helo, mailFrom)
 	}()
 
@@ -146,7 +151,9 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 	res.DKIM = annotateDKIM(dk, hdr.fields("DKIM-Signature"))
 
 	froms := hdr.fields("From")
-	res.DMARC = c.checkDMARC(ctx, froms, res.SPF, res.DKIM)
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	res.DMARC = c.checkDMARC(dctx, froms, res.SPF, res.DKIM)
 	res.FromAddr = res.DMARC.From
 	c.decide(res)
 	res.Header = c.formatHeader(res)

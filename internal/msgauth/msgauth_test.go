@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -317,5 +318,36 @@ func TestSkipNetworks(t *testing.T) {
 	res, err := c.Check(context.Background(), net.ParseIP("127.0.0.1"), "x.test", "a@fail.test", strings.NewReader(message("a@fail.test", "x\r\n")))
 	if err != nil || !res.Skipped || res.Verdict != Accept || res.Header != "" || res.Summary() != "skipped" {
 		t.Errorf("%+v %v", res, err)
+	}
+}
+
+// slowReader hands out its message in pieces, pausing before each.
+type slowReader struct {
+	s     string
+	pause time.Duration
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	time.Sleep(r.pause)
+	n := copy(p[:min(len(p), 16)], r.s)
+	r.s = r.s[n:]
+	return n, nil
+}
+
+// A message that takes longer to arrive than the timeout still gets its
+// DMARC lookup (the timeout bounds lookups, not the transfer).
+func TestSlowTransferDoesNotEatTimeout(t *testing.T) {
+	c := newChecker(t, SPFJunk)
+	c.cfg.Timeout = 300 * time.Millisecond
+	msg := sign(t, message("alice@reject.test", strings.Repeat("a line of text\r\n", 8)), "reject.test", "ed", edKey)
+	res, err := c.Check(context.Background(), net.ParseIP("127.0.0.1"), "x.test", "alice@reject.test", &slowReader{s: msg, pause: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DMARC.Result != "pass" || res.Verdict != Accept {
+		t.Errorf("%v\n%s", res.Verdict, res.Header)
 	}
 }
