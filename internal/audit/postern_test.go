@@ -42,8 +42,12 @@ func posternServer(t *testing.T) map[string]string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- server.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard) }()
+	stopped := false
 	t.Cleanup(func() {
 		cancel()
+		if stopped {
+			return
+		}
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -57,6 +61,12 @@ func posternServer(t *testing.T) map[string]string {
 			if err == nil {
 				c.Close()
 				break
+			}
+			select {
+			case runErr := <-done:
+				stopped = true
+				t.Fatalf("postern stopped: %v", runErr)
+			default:
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("postern not listening on %s: %v", a, err)
@@ -100,3 +110,4 @@ func TestPosternIMAPAndPOP3(t *testing.T) {
 		t.Errorf("imaps without --tls: %v", err)
 	}
 }
+

@@ -67,6 +67,8 @@ func checkRelay(ctx context.Context, o *Options, r *Report) {
 	}()
 	ip := o.host()
 	reconnects, refusals := 0, 0
+	catchAll := r.Users.CatchAll
+	catchAllKnown := catchAll
 	var evidence []string
 	var openVariants, localOnly []string
 	variants := relayVariants(o.RelayTo, ip, domain)
@@ -87,6 +89,19 @@ func checkRelay(ctx context.Context, o *Options, r *Report) {
 				ip = a.IP.String()
 				variants = relayVariants(o.RelayTo, ip, domain)
 				v = variants[i]
+			}
+		}
+		if !catchAllKnown {
+			// Variants addressed to the server's own domain are accepted
+			// by a catch-all without relaying: ask about a name that
+			// cannot exist there first.
+			catchAllKnown = true
+			catchAll = relayCatchAll(s, o, domain)
+			if _, err := s.cmd("RSET"); err != nil {
+				s.Close()
+				s = nil
+				i--
+				continue
 			}
 		}
 		mr, err := s.cmd("MAIL FROM:" + v.from)
@@ -112,7 +127,7 @@ func checkRelay(ctx context.Context, o *Options, r *Report) {
 		}
 		r.Relay.Tested++
 		if rr.code == 250 || rr.code == 251 {
-			if v.viaLocal && r.Users.CatchAll {
+			if v.viaLocal && catchAll {
 				localOnly = append(localOnly, v.String())
 			} else {
 				r.Relay.Accepted = append(r.Relay.Accepted, v.String())
@@ -192,4 +207,17 @@ func sendRelayMessage(s *smtpSession, o *Options, v relayVariant) (bool, []strin
 		return false, ev, errors.New(er.text())
 	}
 	return er.code == 250, ev, nil
+}
+
+// relayCatchAll reports whether the server accepts a random local part at
+// domain, in a transaction of its own on s.
+func relayCatchAll(s *smtpSession, o *Options, domain string) bool {
+	if _, err := s.cmd("RSET"); err != nil {
+		return false
+	}
+	if mr, err := s.cmd("MAIL FROM:<>"); err != nil || mr.code != 250 {
+		return false
+	}
+	rr, err := s.cmd("RCPT TO:<" + o.randomLocal() + "@" + domain + ">")
+	return err == nil && (rr.code == 250 || rr.code == 251)
 }

@@ -211,14 +211,15 @@ func auditSMTP(ctx context.Context, o *Options) (*Report, error) {
 		s.quit()
 	}
 
-	if ctx.Err() == nil && len(o.Users) > 0 {
-		enumerate(ctx, o, r)
-	}
+	// Enumeration last: it is what makes servers throttle or block us.
 	if ctx.Err() == nil && !o.NoRelay {
 		checkRelay(ctx, o, r)
 	}
 	if ctx.Err() == nil && o.Smuggling {
 		checkSmuggling(ctx, o, r)
+	}
+	if ctx.Err() == nil && len(o.Users) > 0 {
+		enumerate(ctx, o, r)
 	}
 	if ctx.Err() != nil {
 		r.errorf("the audit's deadline (%s) passed before every check ran", o.Deadline)
