@@ -110,4 +110,3 @@ func TestPosternIMAPAndPOP3(t *testing.T) {
 		t.Errorf("imaps without --tls: %v", err)
 	}
 }
-
