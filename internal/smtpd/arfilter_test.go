@@ -50,3 +50,48 @@ func TestAuthServID(t *testing.T) {
 		}
 	}
 }
+
+// FuzzARFilter: the filter never panics, its output does not depend on how
+// the input is cut into writes, it only ever removes bytes from the header
+// section, and no field claiming our authserv-id survives it.
+func FuzzARFilter(f *testing.F) {
+	f.Add("Authentication-Results: mx.test; none\r\nSubject: x\r\n\r\nbody\r\n", 3)
+	f.Add("A: b\r\n c\r\nAuthentication-Results: (x) mx.test;\r\n\tspf=pass\r\n\r\n", 1)
+	f.Add("\r\nAuthentication-Results: mx.test; body\r\n", 5)
+	f.Fuzz(func(t *testing.T, in string, cut int) {
+		run := func(size int) (string, int) {
+			var out strings.Builder
+			flt := &arFilter{w: &out, id: "mx.test"}
+			for s := in; s != ""; {
+				n := min(max(size, 1), len(s))
+				flt.Write([]byte(s[:n]))
+				s = s[n:]
+			}
+			flt.finish()
+			return out.String(), flt.dropped
+		}
+		whole, dropped := run(len(in) + 1)
+		if chunked, d := run(cut%17 + 1); chunked != whole || d != dropped {
+			t.Fatalf("chunking changes the output: %q vs %q", chunked, whole)
+		}
+		if len(whole) > len(in) || (dropped == 0 && whole != in) {
+			t.Fatalf("output %q from %q (dropped %d)", whole, in, dropped)
+		}
+		if strings.Count(in, "\n") != strings.Count(in, "\r\n") || strings.Contains(strings.ReplaceAll(in, "\r\n", ""), "\r") {
+			return // bare line ends never get here (lineChecker refuses them)
+		}
+		hdr := ""
+		if !strings.HasPrefix(whole, "\r\n") {
+			hdr, _, _ = strings.Cut(whole, "\r\n\r\n")
+		}
+		for _, line := range strings.Split(hdr, "\r\n") {
+			if strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+				continue
+			}
+			name, value, ok := strings.Cut(line, ":")
+			if ok && strings.EqualFold(strings.TrimSpace(name), "Authentication-Results") && strings.EqualFold(authServID(value), "mx.test") {
+				t.Fatalf("a field claiming us survived: %q in %q", line, whole)
+			}
+		}
+	})
+}
