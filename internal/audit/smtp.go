@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -221,8 +222,10 @@ func auditSMTP(ctx context.Context, o *Options) (*Report, error) {
 	if ctx.Err() == nil && len(o.Users) > 0 {
 		enumerate(ctx, o, r)
 	}
-	if ctx.Err() != nil {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		r.errorf("the audit's deadline (%s) passed before every check ran", o.Deadline)
+	} else if ctx.Err() != nil {
+		r.errorf("interrupted before every check ran")
 	}
 	return r, nil
 }

@@ -542,3 +542,30 @@ func TestPolicyRefusalInconclusive(t *testing.T) {
 		t.Errorf("users %+v", u)
 	}
 }
+
+// The whole audit stops at its deadline and says so; answers so far stay.
+func TestDeadline(t *testing.T) {
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
+		handle: smtpPeer{users: map[string]bool{"alice@example.net": true},
+			rcpt: func(c *fakeConn, arg string, known bool) string {
+				time.Sleep(100 * time.Millisecond)
+				if known {
+					return "250 2.1.5 Ok"
+				}
+				return "550 5.1.1 User unknown"
+			}}.handler()})
+	var names []string
+	for i := 0; i < 50; i++ {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	o := fastOptions(f.addr)
+	o.Users, o.Domain, o.NoRelay, o.Deadline = append([]string{"alice"}, names...), "example.net", true, 1500*time.Millisecond
+	start := time.Now()
+	r := runAudit(t, "smtp", o)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("audit took %s with a 1.5 s deadline", d)
+	}
+	if r.Users.Complete || !reflect.DeepEqual(r.Users.Valid, []string{"alice@example.net"}) || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "deadline") {
+		t.Errorf("users %+v errors %v", r.Users, r.Errors)
+	}
+}
