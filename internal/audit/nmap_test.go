@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern-mail/postern/internal/audit"
+	"github.com/postern-mail/postern/internal/smtpd"
 )
 
 // nmapResult is what Debian's nmap smtp-enum-users and smtp-open-relay
@@ -94,13 +95,22 @@ func TestCompareNmap(t *testing.T) {
 		real               []string // the users that exist
 		relay              bool     // really an open relay
 		catchAll           bool     // no method can tell users apart
+		nmapAddr           string   // another instance for nmap, when its state would interfere
+	}
+	// Postern's harvesting defence as configured by default; nmap gets an
+	// instance of its own, so that one tool's probes do not get the other
+	// blocked.
+	defaults := func(c *smtpd.Config) {
+		c.UnknownRcptDelayAfter, c.UnknownRcptDelay, c.UnknownRcptMax = 3, time.Second, 10
+		c.UnknownRcptPerIP, c.UnknownRcptWindow, c.UnknownRcptCooldown = 20, 10*time.Minute, 10*time.Minute
 	}
 	servers := []server{
-		{"Postfix, VRFY on", p.vrfy, "test.example", []string{"alice", "bob"}, false, false},
-		{"Postfix, VRFY off", p.noVRFY, "test.example", []string{"alice", "bob"}, false, false},
-		{"Postfix, catch-all", p.catchAll, "test.example", []string{"alice", "bob"}, false, true},
-		{"Postfix, open relay", p.openRelay, "test.example", []string{"alice", "bob"}, true, false},
-		{"Postern, harvesting defence off", startPostern(t), "example.org", []string{"alice", "bob"}, false, false},
+		{"Postfix, VRFY on", p.vrfy, "test.example", []string{"alice", "bob"}, false, false, ""},
+		{"Postfix, VRFY off", p.noVRFY, "test.example", []string{"alice", "bob"}, false, false, ""},
+		{"Postfix, catch-all", p.catchAll, "test.example", []string{"alice", "bob"}, false, true, ""},
+		{"Postfix, open relay", p.openRelay, "test.example", []string{"alice", "bob"}, true, false, ""},
+		{"Postern, harvesting defence off", startPostern(t), "example.org", []string{"alice", "bob"}, false, false, ""},
+		{"Postern, defaults", startPosternWith(t, defaults), "example.org", []string{"alice", "bob"}, false, false, startPosternWith(t, defaults)},
 	}
 	type row struct {
 		nmap  nmapResult
@@ -113,7 +123,11 @@ func TestCompareNmap(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rows[i].nmap = runNmap(t, s.addr, userdb, s.domain)
+			addr := s.addr
+			if s.nmapAddr != "" {
+				addr = s.nmapAddr
+			}
+			rows[i].nmap = runNmap(t, addr, userdb, s.domain)
 		}()
 		o := fastOptions(s.addr)
 		o.Users, o.Domain, o.Deadline = names, s.domain, time.Minute
@@ -137,6 +151,14 @@ func TestCompareNmap(t *testing.T) {
 			notes = append(notes, "catch-all")
 		}
 		notes = append(notes, "method "+r.Users.Method)
+		for _, f := range []struct {
+			on   bool
+			name string
+		}{{r.Users.Throttled, "throttled"}, {r.Users.Tarpit, "tarpit"}, {len(r.Users.Inconclusive) > 0, fmt.Sprintf("%d inconclusive", len(r.Users.Inconclusive))}} {
+			if f.on {
+				notes = append(notes, f.name)
+			}
+		}
 		var fp []string
 		for _, u := range n.users {
 			if !slices.Contains(s.real, u) {
