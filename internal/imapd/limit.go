@@ -67,7 +67,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			conn.Close()
 			continue
 		}
-		return &limitConn{Conn: conn, idle: l.idle, release: func() { l.c.release(ip) }}, nil
+		return &limitConn{Conn: &coalescer{Conn: conn}, idle: l.idle, release: func() { l.c.release(ip) }}, nil
 	}
 }
 
