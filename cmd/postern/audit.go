@@ -56,7 +56,7 @@ or connection error.`,
 				if proto != "smtp" {
 					return usageError{errors.New("--users works with smtp only")}
 				}
-				if o.Users, err = readLines(usersFile); err != nil {
+				if o.Users, err = readLines(usersFile, a.stdin); err != nil {
 					return usageError{fmt.Errorf("--users: %v", err)}
 				}
 			}
@@ -72,7 +72,7 @@ or connection error.`,
 			if errors.Is(err, audit.ErrUsage) {
 				return usageError{errors.New(strings.TrimPrefix(err.Error(), "usage: "))}
 			}
-			if r != nil {
+			if r != nil && (asJSON || r.Banner != "") {
 				if asJSON {
 					if werr := r.WriteJSON(a.stdout); werr != nil {
 						return werr
@@ -97,7 +97,7 @@ or connection error.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&usersFile, "users", "", "file of names or addresses to try, one per line (smtp)")
+	f.StringVar(&usersFile, "users", "", "file of names or addresses to try, one per line, - for stdin (smtp)")
 	f.StringVar(&o.Domain, "domain", "", "domain for names without one and for probes (default: the name in the greeting)")
 	f.StringVar(&o.Method, "method", "auto", "user enumeration method: auto, vrfy, expn or rcpt")
 	f.StringVar(&o.From, "from", "", "envelope sender of RCPT probes (default: the null sender <>)")
@@ -119,15 +119,19 @@ or connection error.`,
 	return c
 }
 
-// readLines reads a wordlist.
-func readLines(path string) ([]string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// readLines reads a wordlist from a file, or from stdin for "-".
+func readLines(path string, stdin io.Reader) ([]string, error) {
+	r := stdin
+	if path != "-" {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer fh.Close()
+		r = fh
 	}
-	defer fh.Close()
 	var out []string
-	sc := bufio.NewScanner(fh)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		out = append(out, sc.Text())
 	}

@@ -60,8 +60,13 @@ func auditTarget(t *testing.T) string {
 
 func runAuditCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runAuditStdin(t, "", args...)
+}
+
+func runAuditStdin(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(append([]string{"audit"}, args...), strings.NewReader(""), &out, &errb)
+	code = run(append([]string{"audit"}, args...), strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -99,6 +104,12 @@ func TestAuditCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cwd, "postern-data")); err == nil {
 		t.Error("audit created a data directory")
+	}
+
+	// The wordlist from stdin.
+	code, out, stderr = runAuditStdin(t, "alice\nzed\n", "smtp", addr, "--users", "-", "--domain", "example.org", "--json", "--no-relay")
+	if code != 0 || !strings.Contains(out, `"tried": 2`) || !strings.Contains(out, `"alice@example.org"`) {
+		t.Errorf("--users -: exit %d, stderr %q\n%s", code, stderr, out)
 	}
 
 	// Text report, and exit 1 when a finding reaches --fail-on.
@@ -139,5 +150,14 @@ func TestAuditCommandErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("audit %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
 		}
+	}
+	// With --json a connection error is still one JSON document.
+	code, out, _ := runAuditCLI(t, "smtp", closed, "--json", "--timeout", "2s")
+	var doc struct {
+		Target string
+		Errors []string
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 2 || err != nil || doc.Target != closed || len(doc.Errors) != 1 {
+		t.Errorf("--json on a refused connection: exit %d, %v, %q", code, err, out)
 	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // Run audits the target over protocol smtp, imap or pop3. The error is
-// non-nil only for bad options (wrapping ErrUsage) or when the target
-// cannot be talked to at all; everything else is in the report.
+// non-nil only for bad options (wrapping ErrUsage; the report is nil) or
+// when the target cannot be talked to at all (the report then holds the
+// error); everything else is in the report.
 func Run(ctx context.Context, protocol string, o Options) (*Report, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
@@ -29,9 +30,12 @@ func Run(ctx context.Context, protocol string, o Options) (*Report, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown protocol %q: want smtp, imap or pop3", ErrUsage, protocol)
 	}
-	if r != nil {
-		r.sortFindings()
+	if r == nil && err != nil {
+		// Still one document for scripts: what was asked and what failed.
+		r = newReport(o.Target, protocol)
+		r.errorf("%v", err)
 	}
+	r.sortFindings()
 	return r, err
 }
 
