@@ -184,3 +184,28 @@ func TestSetsOverlapAndOrder(t *testing.T) {
 		t.Fatalf("expunged UID: %q", u)
 	}
 }
+
+// TestEnableIMAP4rev2: after ENABLE IMAP4rev2 the session speaks RFC 9051:
+// no \Recent, no RECENT or UNSEEN at SELECT, ESEARCH answers.
+func TestEnableIMAP4rev2(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(t, sampleMsg)
+	r := e.raw(t, true)
+	r.login()
+	u := r.ok("ENABLE IMAP4rev2")
+	if !has(u, "* ENABLED IMAP4rev2") {
+		t.Fatalf("enable: %q", u)
+	}
+	u = r.ok("SELECT INBOX")
+	if has(u, "RECENT") || has(u, "[UNSEEN") || !has(u, "* 1 EXISTS") {
+		t.Fatalf("rev2 SELECT: %q", u)
+	}
+	u = r.ok("FETCH 1 (FLAGS)")
+	if has(u, `\Recent`) {
+		t.Fatalf("rev2 FETCH: %q", u)
+	}
+	u = r.ok("SEARCH ALL")
+	if !has(u, "* ESEARCH", "ALL 1") {
+		t.Fatalf("rev2 SEARCH: %q", u)
+	}
+}
