@@ -569,3 +569,29 @@ func TestDeadline(t *testing.T) {
 		t.Errorf("users %+v errors %v", r.Users, r.Errors)
 	}
 }
+
+// Certificate expiry is judged on the injected clock.
+func TestCertificateExpiry(t *testing.T) {
+	addr := startPostern(t)
+	o := fastOptions(addr)
+	o.NoRelay = true
+	r := runAudit(t, "smtp", o)
+	noFinding(t, r, "tls-cert-expired")
+	noFinding(t, r, "tls-cert-expiring")
+	expires, err := time.Parse(time.RFC3339, r.TLS.Expires)
+	if err != nil {
+		t.Fatalf("tls.expires %q: %v", r.TLS.Expires, err)
+	}
+	for _, tc := range []struct {
+		now time.Time
+		id  string
+		sev audit.Severity
+	}{{expires.Add(time.Hour), "tls-cert-expired", audit.Medium}, {expires.Add(-7 * 24 * time.Hour), "tls-cert-expiring", audit.Low}} {
+		o.Now = func() time.Time { return tc.now }
+		r := runAudit(t, "smtp", o)
+		wantFinding(t, r, tc.id, tc.sev)
+		if r.TLS.Expired != (tc.id == "tls-cert-expired") {
+			t.Errorf("at %s: tls %+v", tc.now, r.TLS)
+		}
+	}
+}
