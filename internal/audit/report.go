@@ -119,30 +119,43 @@ type SmugglingResult struct {
 // Report is everything one audit found. Its JSON form is a stable
 // contract: fields may be added, never renamed.
 type Report struct {
-	Target     string   `json:"target"`
-	Protocol   string   `json:"protocol"`
-	Banner     string   `json:"banner"`
-	Software   string   `json:"software"`
-	Version    string   `json:"version"`
-	Hostname   string   `json:"hostname"`
+	Target   string `json:"target"`   // host:port as given
+	Protocol string `json:"protocol"` // smtp, imap or pop3
+	// Banner is the greeting; a multi-line one is joined with " / ".
+	Banner string `json:"banner"`
+	// Software and Version are what the banner, EHLO, ID or
+	// IMPLEMENTATION give away ("Postfix", "Exim" "4.96"); "go-smtp" is
+	// a guess from that library's default greeting.
+	Software string `json:"software"`
+	Version  string `json:"version"`
+	// Hostname is the name the SMTP greeting gives.
+	Hostname string `json:"hostname"`
+	// Extensions are the EHLO keywords (SMTP) or capabilities (IMAP
+	// CAPABILITY, POP3 CAPA) before TLS, or on the implicit-TLS connection.
 	Extensions []string `json:"extensions"`
-	// ExtensionsAfterTLS is the EHLO (or CAPABILITY, CAPA) list after
-	// STARTTLS.
+	// ExtensionsAfterTLS is the same list after STARTTLS.
 	ExtensionsAfterTLS []string `json:"extensions_after_tls"`
-	// AuthMechanisms offered before TLS and after it.
+	// AuthBeforeTLS and AuthAfterTLS are the ways to send a password:
+	// SASL mechanisms, plus LOGIN-COMMAND (IMAP LOGIN not disabled) and
+	// USER (POP3).
 	AuthBeforeTLS []string `json:"auth_before_tls"`
 	AuthAfterTLS  []string `json:"auth_after_tls"`
 	// Implementation is what the server says about itself when asked
 	// (IMAP ID, POP3 IMPLEMENTATION).
-	Implementation string          `json:"implementation"`
-	TLS            TLSInfo         `json:"tls"`
-	VRFY           string          `json:"vrfy"`
-	EXPN           string          `json:"expn"`
-	Users          UsersResult     `json:"users"`
-	Relay          RelayResult     `json:"relay"`
-	Smuggling      SmugglingResult `json:"smuggling"`
-	Findings       []Finding       `json:"findings"`
-	Errors         []string        `json:"errors"`
+	Implementation string  `json:"implementation"`
+	TLS            TLSInfo `json:"tls"`
+	// VRFY and EXPN are how the verbs treat a name that cannot exist:
+	// "disabled", "non-committal" (252), "reveals users", "accepts any
+	// name", "refused", "temporary failure" (SMTP only).
+	VRFY      string          `json:"vrfy"`
+	EXPN      string          `json:"expn"`
+	Users     UsersResult     `json:"users"`
+	Relay     RelayResult     `json:"relay"`
+	Smuggling SmugglingResult `json:"smuggling"`
+	// Findings are sorted, most severe first.
+	Findings []Finding `json:"findings"`
+	// Errors are checks that could not be completed, in words.
+	Errors []string `json:"errors"`
 }
 
 func newReport(target, protocol string) *Report {
