@@ -25,11 +25,11 @@ func posternServer(t *testing.T) map[string]string {
 	dir := t.TempDir()
 	addrs := map[string]string{}
 	var listen strings.Builder
-	for _, name := range []string{"smtp", "imap", "imaps", "pop3", "pop3s"} {
+	for _, name := range []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"} {
 		addrs[name] = freePort(t)
 		fmt.Fprintf(&listen, "%s = [%q]\n", name, addrs[name])
 	}
-	listen.WriteString("submission = []\nsubmissions = []\nadmin = []\n")
+	listen.WriteString("admin = []\n")
 	path := filepath.Join(dir, "postern.toml")
 	toml := fmt.Sprintf("hostname = \"mx.example.org\"\ndata_dir = %q\n[listen]\n%s", filepath.Join(dir, "data"), listen.String())
 	if err := os.WriteFile(path, []byte(toml), 0o644); err != nil {
@@ -77,9 +77,10 @@ func posternServer(t *testing.T) map[string]string {
 	return addrs
 }
 
-// Postern's IMAP and POP3, clear text with STARTTLS/STLS and implicit TLS:
+// Postern's IMAP, POP3 and submission, clear text with STARTTLS/STLS and
+// implicit TLS:
 // no login before TLS, no injection, no software named.
-func TestPosternIMAPAndPOP3(t *testing.T) {
+func TestPosternListeners(t *testing.T) {
 	addrs := posternServer(t)
 	for _, tc := range []struct {
 		proto, listener string
@@ -103,6 +104,26 @@ func TestPosternIMAPAndPOP3(t *testing.T) {
 			}
 		})
 	}
+	// Submission: AUTH only after TLS, no relaying without it.
+	for _, tc := range []struct {
+		listener string
+		implicit bool
+	}{{"submission", false}, {"submissions", true}} {
+		t.Run(tc.listener, func(t *testing.T) {
+			o := fastOptions(addrs[tc.listener])
+			o.TLS = tc.implicit
+			r := runAudit(t, "smtp", o)
+			if r.TLS.Version == "" || r.TLS.Implicit != tc.implicit || len(r.AuthBeforeTLS) != 0 || len(r.AuthAfterTLS) == 0 {
+				t.Errorf("tls %+v auth before %v after %v", r.TLS, r.AuthBeforeTLS, r.AuthAfterTLS)
+			}
+			if r.Relay.Tested != 16 || r.Relay.Open {
+				t.Errorf("relay %+v errors %v", r.Relay, r.Errors)
+			}
+			noFinding(t, r, "auth-before-tls")
+			noFinding(t, r, "starttls-injection")
+		})
+	}
+
 	// Implicit TLS without --tls: a clear message, not a bare timeout.
 	o := fastOptions(addrs["imaps"])
 	o.Timeout = 300 * time.Millisecond
