@@ -77,9 +77,9 @@ func posternServer(t *testing.T) map[string]string {
 	return addrs
 }
 
-// Postern's IMAP, POP3 and submission, clear text with STARTTLS/STLS and
-// implicit TLS:
-// no login before TLS, no injection, no software named.
+// Postern's IMAP, POP3 and submission listeners, clear text with
+// STARTTLS/STLS and implicit TLS: no login before TLS, no injection, no
+// software named.
 func TestPosternListeners(t *testing.T) {
 	addrs := posternServer(t)
 	for _, tc := range []struct {
