@@ -248,6 +248,18 @@ func (q *Queue) attempt(ctx context.Context, g *group) {
 		event  store.Event
 	}
 	var later []resched
+	// One delay per attempt count for the whole group: its recipients stay
+	// due together and are retried in one transaction (and reported in one
+	// delay notice); jitter spreads out groups, not a group's recipients.
+	delays := map[int]time.Duration{}
+	nextFor := func(attempts int) time.Time {
+		d, ok := delays[attempts]
+		if !ok {
+			d = q.nextDelay(attempts)
+			delays[attempts] = d
+		}
+		return now.Add(d)
+	}
 	seen := map[int64]bool{}
 	for _, r := range att.Results {
 		e, ok := byRcpt[strings.ToLower(r.Recipient)]
@@ -283,7 +295,7 @@ func (q *Queue) attempt(ctx context.Context, g *group) {
 			if warn && notifies(e.Notify, "DELAY") {
 				delayed = append(delayed, dr)
 			}
-			next := now.Add(q.nextDelay(e.Attempts))
+			next := nextFor(e.Attempts)
 			later = append(later, resched{id: e.ID, next: next, err: reply, warned: warn,
 				event: store.Event{QueueID: e.QueueID, Time: now, Kind: "deferred", Detail: fmt.Sprintf("to=<%s> %s reply=%q next=%s", e.Recipient, where, reply, next.UTC().Format(time.RFC3339))}})
 			deliveriesTotal.WithLabelValues("deferred").Inc()
@@ -292,7 +304,7 @@ func (q *Queue) attempt(ctx context.Context, g *group) {
 	// Entries the transport gave no result for are retried.
 	for _, e := range g.entries {
 		if !seen[e.ID] {
-			next := now.Add(q.nextDelay(e.Attempts))
+			next := nextFor(e.Attempts)
 			later = append(later, resched{id: e.ID, next: next, err: "no result from transport",
 				event: store.Event{QueueID: e.QueueID, Time: now, Kind: "deferred", Detail: fmt.Sprintf("to=<%s> %s no result", e.Recipient, where)}})
 		}

@@ -414,3 +414,27 @@ func TestHeldEntriesWait(t *testing.T) {
 	e.st.HoldEntries(context.Background(), []int64{es[0].ID}, false)
 	e.waitEmpty()
 }
+
+// TestRetryKeepsRecipientsTogether: after a temporary failure the
+// recipients of one domain are retried together, in one transaction, not
+// each on its own jittered schedule.
+func TestRetryKeepsRecipientsTogether(t *testing.T) {
+	e := setup(t, Config{Retry: []time.Duration{200 * time.Millisecond}}, func(n int, domain, rcpt string) (int, string) {
+		if n < 2 {
+			return 451, "4.4.1"
+		}
+		return 250, "2.0.0"
+	})
+	e.send("alice@local.test", "a@remote.test", "b@remote.test", "c@remote.test")
+	e.waitEmpty()
+	e.tr.mu.Lock()
+	defer e.tr.mu.Unlock()
+	if len(e.tr.calls) != 3 {
+		t.Fatalf("%d attempts, want 3 (two failures, then one success)", len(e.tr.calls))
+	}
+	for i, c := range e.tr.calls {
+		if len(c.env.Recipients) != 3 {
+			t.Errorf("attempt %d had recipients %v, want all three", i+1, c.env.Recipients)
+		}
+	}
+}
