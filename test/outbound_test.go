@@ -421,46 +421,18 @@ func checkFailureDSN(t *testing.T, m mboxMessage, qid, rcpt, remoteMTA string) {
 	if got := m.Header.Get("Auto-Submitted"); got != "auto-replied" {
 		t.Errorf("DSN Auto-Submitted %q", got)
 	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("DSN Content-Type %q (%v), want multipart/report; report-type=delivery-status", m.Header.Get("Content-Type"), err)
+	rep := parseDSN(t, m)
+	if strings.Join(rep.types, " ") != "text/plain message/delivery-status text/rfc822-headers" {
+		t.Fatalf("DSN parts %v, want text/plain, message/delivery-status, text/rfc822-headers", rep.types)
 	}
-	mr := multipart.NewReader(strings.NewReader(m.Body), params["boundary"])
-	var types []string
-	var parts []string
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("DSN part %d: %v", len(types)+1, err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		types = append(types, ct)
-		parts = append(parts, string(b))
-	}
-	if strings.Join(types, " ") != "text/plain message/delivery-status text/rfc822-headers" {
-		t.Fatalf("DSN parts %v, want text/plain, message/delivery-status, text/rfc822-headers", types)
-	}
+	parts := rep.parts
 	if !strings.Contains(parts[0], "<"+rcpt+">") || !strings.Contains(parts[0], "550 5.1.1") {
 		t.Errorf("human-readable part does not explain the failure for %s:\n%s", rcpt, parts[0])
 	}
-	// The delivery-status part: per-message fields, a blank line, then
-	// per-recipient fields (RFC 3464 2.1).
-	tr := textproto.NewReader(bufio.NewReader(strings.NewReader(parts[1])))
-	msgFields, err := tr.ReadMIMEHeader()
-	if err != nil {
-		t.Fatalf("per-message fields: %v\n%s", err, parts[1])
+	if len(rep.rcpts) != 1 {
+		t.Fatalf("%d per-recipient blocks, want 1:\n%s", len(rep.rcpts), parts[1])
 	}
-	rcptFields, err := tr.ReadMIMEHeader()
-	if err != nil && err != io.EOF {
-		t.Fatalf("per-recipient fields: %v\n%s", err, parts[1])
-	}
+	msgFields, rcptFields := rep.msg, rep.rcpts[0]
 	want := map[string]string{"Reporting-Mta": "dns; mx.a.test", "X-Postern-Queue-Id": qid}
 	for k, v := range want {
 		if got := msgFields.Get(k); got != v {
@@ -489,5 +461,173 @@ func checkFailureDSN(t *testing.T, m mboxMessage, qid, rcpt, remoteMTA string) {
 	}
 	if !strings.Contains(orig.Header.Get("To"), rcpt) || !strings.Contains(orig.Header.Get("Received"), "id "+qid) {
 		t.Errorf("returned headers are not the original's:\n%s", parts[2])
+	}
+}
+
+// dsnReport is a parsed RFC 3464 multipart/report.
+type dsnReport struct {
+	types, parts []string               // each part's media type and content
+	msg          textproto.MIMEHeader   // per-message fields
+	rcpts        []textproto.MIMEHeader // per-recipient fields
+}
+
+// parseDSN splits a DSN into its parts and the fields of its
+// message/delivery-status part: per-message fields, then one block per
+// recipient, separated by blank lines (RFC 3464 2.1).
+func parseDSN(t *testing.T, m mboxMessage) dsnReport {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("DSN Content-Type %q (%v), want multipart/report; report-type=delivery-status", m.Header.Get("Content-Type"), err)
+	}
+	var rep dsnReport
+	mr := multipart.NewReader(strings.NewReader(m.Body), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("DSN part %d: %v", len(rep.types)+1, err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		rep.types = append(rep.types, ct)
+		rep.parts = append(rep.parts, string(b))
+	}
+	if len(rep.types) < 2 || rep.types[1] != "message/delivery-status" {
+		t.Fatalf("DSN parts %v: no message/delivery-status second", rep.types)
+	}
+	tr := textproto.NewReader(bufio.NewReader(strings.NewReader(rep.parts[1])))
+	if rep.msg, err = tr.ReadMIMEHeader(); err != nil {
+		t.Fatalf("per-message fields: %v\n%s", err, rep.parts[1])
+	}
+	for {
+		h, err := tr.ReadMIMEHeader()
+		if len(h) > 0 {
+			rep.rcpts = append(rep.rcpts, h)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("per-recipient fields: %v\n%s", err, rep.parts[1])
+		}
+	}
+	return rep
+}
+
+// TestOutboundDelayAndDelete keeps b.test down: the sender gets one delay
+// notice after [queue] delay_warning, and `postern queue delete` returns a
+// failure notice unless --silent.
+func TestOutboundDelayAndDelete(t *testing.T) {
+	t.Parallel()
+	python(t)
+	pp := startPair(t, "retry = [\"1s\"]\ndelay_warning = \"1s\"")
+	pp.b.stop()
+	send := func(subject string, to ...string) string {
+		t.Helper()
+		args := []string{"--from", "alice@a.test", "--subject", subject}
+		for _, r := range to {
+			args = append(args, "--to", r)
+		}
+		r := pp.a.submit(t, "ssl", "alice@a.test", args...)
+		if r.Error != "" {
+			t.Fatalf("smtplib: %s", r.Error)
+		}
+		return queueID(t, r.Data)
+	}
+	// dsns returns alice's DSNs of one kind (by subject) per queue id.
+	dsns := func(subject string) map[string][]dsnReport {
+		out := map[string][]dsnReport{}
+		for _, m := range bySubject(pp.a.export("alice@a.test", ""), subject) {
+			rep := parseDSN(t, m)
+			id := rep.msg.Get("X-Postern-Queue-Id")
+			out[id] = append(out[id], rep)
+		}
+		return out
+	}
+	const delayed, failed = "Delayed Mail (still being retried)", "Undelivered Mail Returned to Sender"
+
+	slow := send("slow", "bob@b.test", "carol@b.test")
+	m := waitMessage(t, pp.a.server, "alice@a.test", delayed, deliveryTimeout)
+	rep := parseDSN(t, m)
+	if got := rep.msg.Get("X-Postern-Queue-Id"); got != slow {
+		t.Fatalf("delay notice for %q, want %s", got, slow)
+	}
+	if len(rep.rcpts) != 2 {
+		t.Fatalf("delay notice has %d recipients, want 2:\n%s", len(rep.rcpts), rep.parts[1])
+	}
+	for i, want := range []string{"bob@b.test", "carol@b.test"} {
+		f := rep.rcpts[i]
+		if f.Get("Final-Recipient") != "rfc822; "+want || f.Get("Action") != "delayed" || !strings.HasPrefix(f.Get("Status"), "4.") ||
+			f.Get("Remote-Mta") != "dns; mx.b.test" || !strings.HasPrefix(f.Get("Diagnostic-Code"), "smtp; 451 4.4.1") {
+			t.Errorf("delay notice recipient %d: %v", i+1, f)
+		}
+		until, err := mail.ParseDate(f.Get("Will-Retry-Until"))
+		if err != nil || until.Before(time.Now().Add(100*time.Hour)) {
+			t.Errorf("Will-Retry-Until %q (%v), want max_lifetime (120h) after arrival", f.Get("Will-Retry-Until"), err)
+		}
+	}
+	if !strings.Contains(rep.parts[0], "you do not need to send it again") {
+		t.Errorf("human-readable part:\n%s", rep.parts[0])
+	}
+
+	// Once only: two more attempts, still one notice.
+	var first int
+	for _, e := range pp.a.queueList() {
+		first = max(first, e.Attempts)
+	}
+	eventually(t, 10*time.Second, func() string {
+		for _, e := range pp.a.queueList() {
+			if e.QueueID == slow && e.Attempts >= first+2 {
+				return ""
+			}
+		}
+		return "waiting for two more attempts"
+	})
+	if n := len(dsns(delayed)[slow]); n != 1 {
+		t.Errorf("%d delay notices for %s, want 1", n, slow)
+	}
+
+	loud, silent := send("deleted loudly", "dave@b.test"), send("deleted silently", "dave@b.test")
+	ids := map[string]int64{}
+	eventually(t, 10*time.Second, func() string {
+		for _, e := range pp.a.queueList() {
+			if e.Attempts > 0 {
+				ids[e.QueueID] = e.ID
+			}
+		}
+		if ids[loud] == 0 || ids[silent] == 0 {
+			return fmt.Sprintf("entries of %s and %s not attempted yet: %v", loud, silent, ids)
+		}
+		return ""
+	})
+	if out := pp.a.cli("", "queue", "delete", fmt.Sprint(ids[loud])); !strings.Contains(out, "deleted 1 entries") {
+		t.Errorf("queue delete: %q", out)
+	}
+	pp.a.cli("", "queue", "delete", "--silent", fmt.Sprint(ids[silent]))
+	for _, e := range pp.a.queueList() {
+		if e.QueueID != slow {
+			t.Errorf("entry %+v left after delete", e)
+		}
+	}
+	// The CLI stores the notice itself: it is there when the command returns.
+	got := dsns(failed)
+	if len(got[loud]) != 1 || len(got[silent]) != 0 || len(got[slow]) != 0 || len(got) != 1 {
+		t.Fatalf("failure notices per queue id %v, want one for %s (deleted) only", got, loud)
+	}
+	f := got[loud][0].rcpts[0]
+	if f.Get("Final-Recipient") != "rfc822; dave@b.test" || f.Get("Action") != "failed" || !strings.HasPrefix(f.Get("Status"), "5.") ||
+		!strings.Contains(f.Get("Diagnostic-Code"), "deleted from the queue by the administrator") {
+		t.Errorf("deletion notice fields: %v", f)
+	}
+	for id, silentWant := range map[string]string{loud: "silent=false", silent: "silent=true"} {
+		if d := eventsOf(pp.a.trace(id), "deleted"); len(d) != 1 || !strings.Contains(d[0].Detail, silentWant) {
+			t.Errorf("deleted events of %s: %v, want one with %s", id, d, silentWant)
+		}
 	}
 }
