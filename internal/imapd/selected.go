@@ -70,7 +70,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		sub.Close()
 		return nil, s.storeError("select", err)
 	}
-	sel := &selected{s: s, mb: mb, readOnly: options.ReadOnly, sub: sub, uids: uids, keywords: kws, recent: map[uint32]struct{}{}}
+	sel := &selected{s: s, mb: mb, readOnly: options.ReadOnly, sub: sub, uids: uids, keywords: kws}
 	if len(uids) > 0 {
 		// EXAMINE shows \Recent without taking it away from others.
 		upto := uids[len(uids)-1]
@@ -286,6 +286,9 @@ func (sel *selected) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			}
 			sel.uids = append(sel.uids, c.UID)
 			if !sel.readOnly && sel.s.srv.claimRecent(sel.mb.ID, c.UID) < c.UID {
+				if sel.recent == nil {
+					sel.recent = map[uint32]struct{}{}
+				}
 				sel.recent[c.UID] = struct{}{}
 			}
 			grew = true

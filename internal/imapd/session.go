@@ -23,7 +23,6 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	ip   string
-	log  *slog.Logger
 	user *store.User // nil until login
 
 	// sel is the selected mailbox (nil if none). Go-imap runs Idle in a
@@ -65,7 +64,17 @@ var _ imapserver.SessionAppendLimit = (*session)(nil)
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	ip := remoteIP(c.NetConn().RemoteAddr())
-	return &session{srv: s, conn: c, ip: ip, log: s.log.With("ip", ip)}, nil, nil
+	return &session{srv: s, conn: c, ip: ip}, nil, nil
+}
+
+// logger returns the server's logger with the session's client and user
+// (built when something is logged: idle sessions keep no logger of their
+// own).
+func (s *session) logger() *slog.Logger {
+	if s.user != nil {
+		return s.srv.log.With("ip", s.ip, "user", s.user.Address)
+	}
+	return s.srv.log.With("ip", s.ip)
 }
 
 // ctx is the context of store calls made for a command.
@@ -98,14 +107,14 @@ func (s *session) Login(username, password string) error {
 		return errLogin
 	}
 	if !th.Allowed(s.ip, addr) {
-		s.log.Warn("imap login throttled", "user", addr)
+		s.logger().Warn("imap login throttled", "user", addr)
 		return fail()
 	}
 	u, err := s.srv.backend.UserByAddress(s.ctx(), addr)
 	hash := u.PasswordHash
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.log.Error("imap login: looking up user", "user", addr, "err", err)
+		s.logger().Error("imap login: looking up user", "user", addr, "err", err)
 		return internalError
 	}
 	if !known {
@@ -117,16 +126,15 @@ func (s *session) Login(username, password string) error {
 	}
 	ok, cerr := check(hash, password)
 	if cerr != nil && known {
-		s.log.Error("imap login: checking password", "user", addr, "err", cerr)
+		s.logger().Error("imap login: checking password", "user", addr, "err", cerr)
 	}
 	if !known || !ok || cerr != nil {
-		s.log.Info("imap login failed", "user", addr)
+		s.logger().Info("imap login failed", "user", addr)
 		return fail()
 	}
 	th.Succeeded(s.ip, addr)
 	s.user = &u
-	s.log = s.log.With("user", u.Address)
-	s.log.Info("imap login")
+	s.logger().Info("imap login")
 	return nil
 }
 
@@ -175,7 +183,7 @@ func (s *session) storeError(op string, err error) error {
 	case errors.Is(err, store.ErrInUse):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Not allowed for this mailbox"}
 	}
-	s.log.Error("imap "+op, "err", err)
+	s.logger().Error("imap "+op, "err", err)
 	return internalError
 }
 
