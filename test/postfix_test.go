@@ -175,6 +175,33 @@ func TestPostfixInterop(t *testing.T) {
 		}
 	})
 
+	t.Run("postern refuses an unknown user, postfix bounces", func(t *testing.T) {
+		pp.in(t)
+		before := len(pf.NewMessages("dan@c.test"))
+		out, code := runSwaks(t, "--server", pfAddr, "--helo", "client.c.test", "--from", "dan@c.test", "--to", "nobody@b.test",
+			"--header", "Subject: to nobody at b.test")
+		if code != 0 {
+			t.Fatalf("swaks to Postfix: exit %d\n%s", code, out)
+		}
+		var bounce string
+		eventually(t, deliveryTimeout, func() string {
+			msgs := pf.NewMessages("dan@c.test")
+			for _, m := range msgs {
+				if strings.Contains(m, "Undelivered Mail Returned to Sender") && strings.Contains(m, "to nobody at b.test") {
+					bounce = m
+					return ""
+				}
+			}
+			return fmt.Sprintf("no bounce among dan's %d messages (had %d before)", len(msgs), before)
+		})
+		for _, want := range []string{"Final-Recipient: rfc822; nobody@b.test", "Action: failed", "Status: 5.1.1",
+			"Remote-MTA: dns; 127.0.0.3", "Diagnostic-Code: smtp; 550 5.1.1 <nobody@b.test>: Recipient address"} {
+			if !strings.Contains(bounce, want) {
+				t.Errorf("Postfix's bounce lacks %q:\n%s", want, bounce)
+			}
+		}
+	})
+
 	// Nothing is left in Postfix's queue.
 	eventually(t, 5*time.Second, func() string {
 		out, err := pf.Postqueue("-p")
