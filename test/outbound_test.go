@@ -101,6 +101,11 @@ func checkRelayedTo(t *testing.T, pp peerPair, m mboxMessage, aQID, rcpt, delive
 	return mq[1]
 }
 
+// TestOutboundSubmission sends from alice@a.test (Postern on 127.0.0.2)
+// through submission with swaks and smtplib to b.test (Postern on
+// 127.0.0.3), found by MX through the test DNS server, and checks what
+// arrives, what a.test's trace says, bounces, refused senders and relays,
+// and forwarding by an alias on b.test back to a.test.
 func TestOutboundSubmission(t *testing.T) {
 	t.Parallel()
 	python(t)
@@ -313,8 +318,9 @@ func TestOutboundSubmission(t *testing.T) {
 }
 
 // TestOutboundRemoteDown stops b.test, sends to it, checks that a.test keeps
-// the entry queued and retries it, then starts b.test again and checks that
-// the message arrives (once).
+// the entries queued and retries them, then starts b.test again: the entry
+// not held is delivered after `queue retry --all`, the held one only after
+// release (and a restart of a.test), each exactly once.
 func TestOutboundRemoteDown(t *testing.T) {
 	t.Parallel()
 	python(t)
