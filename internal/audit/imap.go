@@ -204,6 +204,11 @@ func auditIMAP(ctx context.Context, o *Options) (*Report, error) {
 		}
 	}
 	s.cmd("LOGOUT")
+	if implicit {
+		checkOldTLS(ctx, o, r, nil)
+	} else {
+		checkOldTLS(ctx, o, r, imapPreamble)
+	}
 	return r, nil
 }
 

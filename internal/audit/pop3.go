@@ -131,6 +131,11 @@ func auditPOP3(ctx context.Context, o *Options) (*Report, error) {
 		}
 	}
 	pop3Cmd(c, "QUIT", false)
+	if implicit {
+		checkOldTLS(ctx, o, r, nil)
+	} else {
+		checkOldTLS(ctx, o, r, pop3Preamble)
+	}
 	return r, nil
 }
 

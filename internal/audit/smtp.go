@@ -204,6 +204,12 @@ func auditSMTP(ctx context.Context, o *Options) (*Report, error) {
 		}
 	}
 
+	if implicit {
+		checkOldTLS(ctx, o, r, nil)
+	} else if r.TLS.Version != "" {
+		checkOldTLS(ctx, o, r, smtpPreamble(o))
+	}
+
 	// VRFY and EXPN behaviour, judged against a name that cannot exist.
 	if s.conn != nil {
 		domain := o.Domain

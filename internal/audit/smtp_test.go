@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -594,4 +595,32 @@ func TestCertificateExpiry(t *testing.T) {
 			t.Errorf("at %s: tls %+v", tc.now, r.TLS)
 		}
 	}
+}
+
+// A server that still speaks TLS 1.0/1.1 to clients that ask is reported,
+// although a modern client negotiates TLS 1.3 with it.
+func TestOldTLSAccepted(t *testing.T) {
+	old := fakeTLS(t).Clone()
+	old.MinVersion = tls.VersionTLS10
+	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP", tls: old,
+		starttlsVerb: "STARTTLS", starttlsReply: "220 2.0.0 Ready to start TLS",
+		handle: smtpPeer{ehlo: []string{"STARTTLS"}}.handler()})
+	o := fastOptions(f.addr)
+	o.NoRelay = true
+	r := runAudit(t, "smtp", o)
+	if r.TLS.Version != "TLS1.3" {
+		t.Errorf("tls %+v", r.TLS)
+	}
+	wantFinding(t, r, "tls-old-version-accepted", audit.Medium)
+
+	// Postern allows TLS 1.2 and up.
+	r = runAudit(t, "smtp", noRelayOptions(startPostern(t)))
+	noFinding(t, r, "tls-old-version-accepted")
+}
+
+// noRelayOptions are fastOptions without the relay check.
+func noRelayOptions(addr string) audit.Options {
+	o := fastOptions(addr)
+	o.NoRelay = true
+	return o
 }
