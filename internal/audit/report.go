@@ -296,6 +296,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  %-15s %s (%d of %d variants accepted, to %s)\n", "relay:", state, len(r.Relay.Accepted), r.Relay.Tested, r.Relay.To)
 	}
+	if r.Smuggling.Tested {
+		state := "no end-of-data sequence but <CRLF>.<CRLF> accepted"
+		if len(r.Smuggling.AcceptedSequences) > 0 {
+			state = "ACCEPTS " + strings.Join(r.Smuggling.AcceptedSequences, " ")
+		}
+		kv("smuggling", state)
+	}
 	for _, e := range r.Errors {
 		kv("error", e)
 	}

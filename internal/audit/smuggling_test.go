@@ -32,6 +32,11 @@ func TestSmugglingBareLF(t *testing.T) {
 		t.Errorf("accepted %q, want %q", r.Smuggling.AcceptedSequences, want)
 	}
 	wantFinding(t, r, "smtp-smuggling", audit.High)
+	var text strings.Builder
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), `smuggling:      ACCEPTS \n.\n \n.\r\n \r\n.\n`) {
+		t.Errorf("text report:\n%s", text.String())
+	}
 	// Each accepted sequence split one test message into two; the others
 	// arrived as one message.
 	msgs := f.Messages()
