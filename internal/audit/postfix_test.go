@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ import (
 // postfixPorts are the smtpd services of one Postfix instance: the same
 // users (alice and bob in test.example) seen four ways.
 type postfixPorts struct {
-	vrfy      string // disable_vrfy_command = no: VRFY leaks
+	vrfy      string // disable_vrfy_command = no: VRFY leaks; STARTTLS
 	noVRFY    string // VRFY disabled: RCPT must find the users
 	catchAll  string // @test.example accepts everything
 	openRelay string // 127/8 in mynetworks may relay
@@ -100,6 +101,9 @@ func startPostfix(t *testing.T) postfixPorts {
 	if dm, err := os.ReadFile("/etc/postfix/dynamicmaps.cf"); err == nil {
 		write("dynamicmaps.cf", string(dm))
 	}
+	cert, key := selfSignedPEM(t, "mx.test.example")
+	write("cert.pem", cert)
+	write("key.pem", key)
 	write("vmailbox", "alice@test.example test.example/alice/\nbob@test.example test.example/bob/\n")
 	write("vmailbox-catchall", "alice@test.example test.example/alice/\nbob@test.example test.example/bob/\n@test.example test.example/catchall/\n")
 
@@ -129,7 +133,8 @@ func startPostfix(t *testing.T) postfixPorts {
 	svc := func(addr string, opts ...string) string {
 		return addr + "/inet=" + addr + " inet n - n - - smtpd" + strings.Join(opts, "")
 	}
-	run("postconf", "-c", etc, "-M", svc(p.vrfy))
+	run("postconf", "-c", etc, "-M", svc(p.vrfy, " -o smtpd_tls_security_level=may -o smtpd_tls_cert_file="+filepath.Join(etc, "cert.pem")+
+		" -o smtpd_tls_key_file="+filepath.Join(etc, "key.pem")))
 	run("postconf", "-c", etc, "-M", svc(p.noVRFY, " -o disable_vrfy_command=yes"))
 	run("postconf", "-c", etc, "-M", svc(p.catchAll, " -o virtual_mailbox_maps=hash:"+filepath.Join(etc, "vmailbox-catchall")))
 	run("postconf", "-c", etc, "-M", svc(p.openRelay, " -o smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination"))
@@ -193,6 +198,11 @@ func TestPostfix(t *testing.T) {
 		}
 		wantFinding(t, r, "vrfy-enabled", audit.Medium)
 		wantFinding(t, r, "banner-software-leak", audit.Low)
+		wantFinding(t, r, "tls-cert-self-signed", audit.Low)
+		noFinding(t, r, "starttls-injection")
+		if !r.TLS.Offered || r.TLS.Version == "" || r.TLS.CertSubject != "CN=mx.test.example" || !slices.Contains(r.ExtensionsAfterTLS, "VRFY") {
+			t.Errorf("tls %+v, extensions after TLS %v", r.TLS, r.ExtensionsAfterTLS)
+		}
 		wantFinding(t, r, "users-enumerated", audit.Medium)
 		if r.Users.Method != "vrfy" || !reflect.DeepEqual(r.Users.Valid, want) || r.Users.CatchAll || r.Users.Tried != len(users) {
 			t.Errorf("users %+v", r.Users)
