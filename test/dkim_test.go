@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -65,15 +66,22 @@ func newTestZone(t *testing.T, records ...string) *testZone {
 	return z
 }
 
-// add publishes records in zone-file syntax next to those already there.
+// add publishes records in zone-file syntax next to those already there
+// (a record already published is not added twice).
 func (z *testZone) add(t *testing.T, records ...string) {
 	t.Helper()
 	touched := map[string]bool{}
 	for _, s := range records {
 		rr := dnstest.RR(t, s)
 		name := strings.ToLower(dns.Fqdn(rr.Header().Name))
-		z.rrs[name] = append(z.rrs[name], rr)
-		touched[name] = true
+		dup := false
+		for _, o := range z.rrs[name] {
+			dup = dup || dns.IsDuplicate(o, rr)
+		}
+		if !dup {
+			z.rrs[name] = append(z.rrs[name], rr)
+			touched[name] = true
+		}
 	}
 	for name := range touched {
 		z.Set(name, z.rrs[name])
@@ -119,10 +127,20 @@ func dkimSelectors(t *testing.T, domain string, records []string) map[string]str
 		}
 		sels[strings.TrimSuffix(txt.Hdr.Name, suffix)] = k
 	}
-	if len(sels) != 2 {
-		t.Fatalf("%d DKIM records for %s, want 2 (ed25519 and rsa): %v", len(sels), domain, sels)
-	}
 	return sels
+}
+
+// wantTwoKeys checks that a freshly added domain publishes one DKIM key of
+// each type.
+func wantTwoKeys(t *testing.T, sels map[string]string) {
+	t.Helper()
+	n := map[string]int{}
+	for _, k := range sels {
+		n[k]++
+	}
+	if len(sels) != 2 || n["ed25519"] != 1 || n["rsa"] != 1 {
+		t.Fatalf("DKIM records %v, want one ed25519 key and one rsa key", sels)
+	}
 }
 
 // dkimpySig is one signature as py/dkim_verify.py reports it.
@@ -262,6 +280,7 @@ func TestDKIMPosternSignedVerifiesWithDkimpy(t *testing.T) {
 	a := newPeer(t, "a.test", "127.0.0.2", port, zone.Addr, `retry = ["1s"]`, "alice")
 	records := zoneRecords(t, a.cli("", "dns-records", "a.test"))
 	sels := dkimSelectors(t, "a.test", records)
+	wantTwoKeys(t, sels)
 	zone.add(t, records...)
 	a.start()
 
@@ -547,6 +566,7 @@ func TestDKIMPeerToPeerPasses(t *testing.T) {
 	b.writeConfig()
 	records := zoneRecords(t, a.cli("", "dns-records", "a.test"))
 	sels := dkimSelectors(t, "a.test", records)
+	wantTwoKeys(t, sels)
 	zone.add(t, records...)
 	a.start()
 	b.start()
@@ -576,4 +596,54 @@ func TestDKIMPeerToPeerPasses(t *testing.T) {
 	if n := len(m.Header["Dkim-Signature"]); n != 2 {
 		t.Errorf("b.test stored %d DKIM-Signature fields, want a.test's 2", n)
 	}
+
+	// Key rotation while A runs: once the new records that dns-records
+	// prints are published, mail is signed with the new keys only, and
+	// still passes.
+	out := a.cli("", "domain", "dkim-rotate", "a.test")
+	rotated := map[string]string{}
+	for _, m := range rotatedRe.FindAllStringSubmatch(out, -1) {
+		rotated[m[1]] = m[2]
+	}
+	wantTwoKeys(t, rotated)
+	records = zoneRecords(t, a.cli("", "dns-records", "a.test"))
+	all := dkimSelectors(t, "a.test", records)
+	for sel := range sels {
+		if _, ok := all[sel]; !ok {
+			t.Errorf("after dkim-rotate, dns-records no longer lists the previous key %s: %v", sel, all)
+		}
+	}
+	for sel := range rotated {
+		if _, ok := all[sel]; !ok {
+			t.Fatalf("after dkim-rotate, dns-records does not list the new key %s: %v", sel, all)
+		}
+	}
+	zone.add(t, records...)
+	r = a.submit(t, "ssl", "alice@a.test", "--from", "alice@a.test", "--header-from", "Alice <alice@a.test>",
+		"--to", "bob@b.test", "--subject", "a to b, rotated keys", "--message-id", "dkim-peer-2@a.test",
+		"--body", "Hello Bob,\n\nthis one is signed with the new keys.\n")
+	if r.Error != "" {
+		t.Fatalf("submission: %s", r.Error)
+	}
+	queueID(t, r.Data)
+	m = waitMessage(t, b.server, "bob@b.test", "a to b, rotated keys", deliveryTimeout)
+	res = authResults(t, m, "mx.b.test")
+	for sel, k := range rotated {
+		wantResult(t, res, fmt.Sprintf("dkim=pass header.d=a.test header.s=%s header.a=%s-sha256", sel, k))
+	}
+	for sel := range sels {
+		for _, r := range res {
+			if strings.Contains(r, "header.s="+sel+" ") {
+				t.Errorf("signed with the retired key %s after dkim-rotate: %q", sel, r)
+			}
+		}
+	}
+	wantResult(t, res, "dmarc=pass")
+	if n := len(m.Header["Dkim-Signature"]); n != 2 {
+		t.Errorf("b.test stored %d DKIM-Signature fields after the rotation, want 2", n)
+	}
 }
+
+// rotatedRe finds the new selectors in the output of dkim-rotate, e.g.
+// "p202611c (ed25519-sha256)".
+var rotatedRe = regexp.MustCompile(`\b(p[0-9]{6}[a-z]+) \((ed25519|rsa)-sha256\)`)
