@@ -412,8 +412,15 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	messagesAccepted.Inc()
 	bytesReceived.Add(float64(bw.Size()))
+	status := "delivered" // to local mailboxes only
+	switch {
+	case len(d.Remote) > 0 && len(d.Recipients) > 0:
+		status = "delivered+queued"
+	case len(d.Remote) > 0:
+		status, mailbox = "queued", "-"
+	}
 	ss.log.Info("message accepted", "qid", qid, "from", from, "to", strings.Join(delivered, ","), "size", bw.Size(),
-		"msgid", d.HeaderMessageID, "tls", tlsInfo, "auth", auth.Summary, "mailbox", mailbox, "status", "delivered", "ms", time.Since(start).Milliseconds())
+		"msgid", d.HeaderMessageID, "tls", tlsInfo, "auth", auth.Summary, "mailbox", mailbox, "status", status, "ms", time.Since(start).Milliseconds())
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+qid)
 }
 
