@@ -164,6 +164,7 @@ func selfSignedPEM(t *testing.T, name string) (cert, key string) {
 // Debian's Dovecot as commonly (mis)configured: plaintext logins allowed,
 // the default greeting and ID answer; then hardened.
 func TestDovecot(t *testing.T) {
+	t.Parallel()
 	t.Run("permissive", func(t *testing.T) {
 		t.Parallel()
 		p := startDovecot(t, "disable_plaintext_auth = no\nauth_mechanisms = plain login\n")

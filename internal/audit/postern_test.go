@@ -81,6 +81,7 @@ func posternServer(t *testing.T) map[string]string {
 // STARTTLS/STLS and implicit TLS: no login before TLS, no injection, no
 // software named.
 func TestPosternListeners(t *testing.T) {
+	t.Parallel()
 	addrs := posternServer(t)
 	for _, tc := range []struct {
 		proto, listener string

@@ -181,6 +181,7 @@ func waitGreeting(t *testing.T, addr string) {
 
 // TestPostfix audits real Postfix servers from Debian on loopback.
 func TestPostfix(t *testing.T) {
+	t.Parallel()
 	p := startPostfix(t)
 	users := []string{"alice", "bob", "carol", "dave", "root", "admin", "info", "sales"}
 	want := []string{"alice@test.example", "bob@test.example"}

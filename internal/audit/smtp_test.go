@@ -65,6 +65,7 @@ func TestPosternSMTP(t *testing.T) {
 // throttling, finds the users it reached, and claims nothing about the
 // names it could not ask about.
 func TestPosternHarvestingDefence(t *testing.T) {
+	t.Parallel()
 	addr := startPosternWith(t, func(c *smtpd.Config) {
 		c.UnknownRcptDelayAfter, c.UnknownRcptDelay, c.UnknownRcptMax = 3, 40*time.Millisecond, 10
 		c.UnknownRcptPerIP, c.UnknownRcptWindow, c.UnknownRcptCooldown = 20, 10*time.Minute, 10*time.Minute
@@ -264,6 +265,7 @@ func TestCatchAll(t *testing.T) {
 
 // A tarpit answers slowly: flagged, and the answers are still right.
 func TestTarpit(t *testing.T) {
+	t.Parallel()
 	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
 		handle: smtpPeer{users: map[string]bool{"bob@example.net": true},
 			rcpt: func(c *fakeConn, arg string, known bool) string {
@@ -390,6 +392,7 @@ func TestThrottleAtGreeting(t *testing.T) {
 
 // Concurrency spreads guesses over connections; rate bounds them.
 func TestConcurrencyAndRate(t *testing.T) {
+	t.Parallel()
 	var names []string
 	for i := 0; i < 20; i++ {
 		names = append(names, "user"+string(rune('a'+i)))
@@ -546,6 +549,7 @@ func TestPolicyRefusalInconclusive(t *testing.T) {
 
 // The whole audit stops at its deadline and says so; answers so far stay.
 func TestDeadline(t *testing.T) {
+	t.Parallel()
 	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP",
 		handle: smtpPeer{users: map[string]bool{"alice@example.net": true},
 			rcpt: func(c *fakeConn, arg string, known bool) string {

@@ -10,6 +10,7 @@ import (
 
 // Postern accepts only <CRLF>.<CRLF> and rejects bare CR and LF.
 func TestSmugglingPostern(t *testing.T) {
+	t.Parallel()
 	o := fastOptions(startPostern(t))
 	o.NoRelay, o.Smuggling, o.SmuggleTo = true, true, "alice@example.org"
 	r := runAudit(t, "smtp", o)
@@ -22,6 +23,7 @@ func TestSmugglingPostern(t *testing.T) {
 // A server that ends DATA at a bare-LF "." line is reported, with exactly
 // the sequences it takes.
 func TestSmugglingBareLF(t *testing.T) {
+	t.Parallel()
 	f := startFake(t, &fakeServer{greeting: "220 mx.fake.test ESMTP", lenientData: true,
 		handle: smtpPeer{users: map[string]bool{"alice@example.net": true}}.handler()})
 	o := fastOptions(f.addr)
