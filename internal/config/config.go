@@ -88,6 +88,8 @@ type Limits struct {
 	// IMAPIdleTimeout ends an IMAP session silent (or in IDLE) that long;
 	// 0 keeps go-imap's 35 minutes. RFC 9051 5.4 asks for at least 30.
 	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
+	// POP3IdleTimeout ends a silent POP3 session (RFC 1939 3: at least 10m).
+	POP3IdleTimeout Duration `toml:"pop3_idle_timeout"`
 
 	// Address harvesting defence on the MX (0 disables each).
 	RcptUnknownDelayAfter int      `toml:"rcpt_unknown_delay_after"` // then each RCPT reply is delayed
@@ -209,6 +211,7 @@ func defaultLimits() Limits {
 		DataTimeout:         Duration{10 * time.Minute},
 		ShutdownGrace:       Duration{5 * time.Second},
 		AuthFailDelay:       Duration{time.Second},
+		POP3IdleTimeout:     Duration{10 * time.Minute},
 
 		RcptUnknownDelayAfter: 3,
 		RcptUnknownDelay:      Duration{time.Second},
@@ -458,6 +461,9 @@ func (c *Config) validate() error {
 	}
 	if l.RcptUnknownPerIP > 0 && (l.RcptUnknownWindow.Duration < time.Second || l.RcptUnknownCooldown.Duration < time.Second) {
 		return bad("limits.rcpt_unknown_window", "rcpt_unknown_window and rcpt_unknown_cooldown must be at least 1s when rcpt_unknown_per_ip is set")
+	}
+	if d := l.POP3IdleTimeout.Duration; d < time.Minute || d > 24*time.Hour {
+		return bad("limits.pop3_idle_timeout", "must be from 1m to 24h (got %v); RFC 1939 asks for at least 10m", d)
 	}
 	if d := l.IMAPIdleTimeout.Duration; d != 0 && (d < time.Minute || d > 24*time.Hour) {
 		return bad("limits.imap_idle_timeout", "must be 0 (35m) or from 1m to 24h (got %v); RFC 9051 asks for at least 30m", d)

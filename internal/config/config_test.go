@@ -99,6 +99,7 @@ func TestFullFile(t *testing.T) {
 			DataTimeout:         Duration{5*time.Minute + 30*time.Second},
 			ShutdownGrace:       Duration{0},
 			AuthFailDelay:       Duration{250 * time.Millisecond},
+			POP3IdleTimeout:     Duration{15 * time.Minute},
 
 			RcptUnknownDelayAfter: 5,
 			RcptUnknownDelay:      Duration{2 * time.Second},

@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		TLS:                 tlsConfig,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
-		IdleTimeout:         cfg.Limits.CommandTimeout.Duration,
+		IdleTimeout:         cfg.Limits.POP3IdleTimeout.Duration,
 		FailedLoginDelay:    time.Second,
 		Throttle:            throttle,
 		Logger:              log.With("svc", "pop3"),
