@@ -124,8 +124,26 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 
 // Events returns the journey of messages with that queue ID or Message-ID.
 func (s *Store) Events(ctx context.Context, id string) ([]store.Event, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT qid, time, kind, detail FROM events
-		WHERE qid = ? OR qid IN (SELECT qid FROM messages WHERE header_msgid = ? AND header_msgid != '') ORDER BY time, id`, id, normalizeMsgID(id))
+	evs, err := s.events(ctx, `WHERE qid = ? OR qid IN (SELECT qid FROM messages WHERE header_msgid = ? AND header_msgid != '') ORDER BY time, id`, id, normalizeMsgID(id))
+	if err == nil && len(evs) == 0 && normalizeMsgID(id) != "" {
+		// The message itself may be gone (delivered to remote recipients
+		// only, or expunged everywhere) while its events stay: find it by
+		// the Message-ID its "received" event recorded. A scan, but only
+		// for this rare, interactive case.
+		evs, err = s.events(ctx, `WHERE qid IN (SELECT qid FROM events WHERE kind = 'received' AND instr(detail, ?) > 0) ORDER BY time, id`,
+			"msgid=<"+normalizeMsgID(id)+">")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(evs) == 0 {
+		return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+	}
+	return evs, nil
+}
+
+func (s *Store) events(ctx context.Context, where string, args ...any) ([]store.Event, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT qid, time, kind, detail FROM events `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +158,7 @@ func (s *Store) Events(ctx context.Context, id string) ([]store.Event, error) {
 		e.Time = fromMilli(t)
 		out = append(out, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // deliveryMailbox finds the mailbox a delivery is filed into. A default

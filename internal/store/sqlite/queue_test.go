@@ -1,0 +1,41 @@
+package sqlite
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/postern-mail/postern/internal/store"
+)
+
+// TestTraceAfterRemoteDelivery: a message that only had remote recipients
+// is deleted once delivered, but its journey stays findable by Message-ID.
+func TestTraceAfterRemoteDelivery(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	bw, _ := s.NewBlob()
+	io.WriteString(bw, "Message-ID: <gone@example.org>\r\nSubject: out\r\n\r\nbye\r\n")
+	d := &store.Delivery{Blob: bw, From: "a@example.org", HeaderMessageID: "<gone@example.org>",
+		Remote: []store.RemoteRecipient{{Address: "b@remote.example"}},
+		Events: []store.Event{{Kind: "received", Detail: "from=<a@example.org> msgid=<gone@example.org>"}}}
+	if err := s.Deliver(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.QueueEntries(ctx)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("queue: %v %v", es, err)
+	}
+	if err := s.FinishEntries(ctx, []int64{es[0].ID}, []store.Event{{QueueID: es[0].QueueID, Kind: "delivered", Detail: "to=<b@remote.example>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, s, "messages"); n != 0 {
+		t.Fatalf("%d messages left after the last queue entry went", n)
+	}
+	evs, err := s.Events(ctx, "<gone@example.org>")
+	if err != nil || len(evs) != 2 || evs[0].Kind != "received" || evs[1].Kind != "delivered" {
+		t.Fatalf("trace by Message-ID after delivery: %+v %v", evs, err)
+	}
+	if _, err := s.Events(ctx, "<never@example.org>"); err == nil {
+		t.Fatal("an unknown Message-ID was found")
+	}
+}
