@@ -116,7 +116,7 @@ func (q *Queue) Wake() {
 
 // rescan bounds how long the runner sleeps, so that changes made by the
 // command line in another process (retry, release) are seen.
-const rescan = 15 * time.Second
+const rescan = 5 * time.Second
 
 // Run delivers until ctx is cancelled, then waits for attempts in flight.
 func (q *Queue) Run(ctx context.Context) {
