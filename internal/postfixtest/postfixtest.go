@@ -164,7 +164,8 @@ func Start(tb testing.TB, o Options) *Instance {
 		"queue_directory = " + filepath.Join(dir, "queue"), "data_directory = " + data,
 		"mail_owner = postfix", "compatibility_level = 3.6",
 		"myhostname = " + o.Hostname, "mydestination =", "alias_maps =", "alias_database =",
-		"inet_interfaces = loopback-only", // services name their own 127.x address "inet_protocols = ipv4", "mynetworks = 127.0.0.0/8",
+		// Services name their own 127.x address; 127/8 may relay.
+		"inet_interfaces = loopback-only", "inet_protocols = ipv4", "mynetworks = 127.0.0.0/8",
 		"virtual_mailbox_domains = " + strings.Join(vdomains, " "), "virtual_mailbox_base = " + in.Mail,
 		"virtual_mailbox_maps = hash:" + filepath.Join(in.Etc, "vmailbox"),
 		"virtual_uid_maps = static:" + strconv.Itoa(VirtualUID), "virtual_gid_maps = static:" + strconv.Itoa(VirtualUID),
