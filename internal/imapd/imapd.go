@@ -76,6 +76,15 @@ type Config struct {
 	MaxConnections      int         // in all; 0: unlimited
 	MaxConnectionsPerIP int         // 0: unlimited
 	MaxMessageBytes     int64       // APPENDLIMIT; a larger literal gets NO [TOOBIG] before its continuation
+	// MaxLineLength bounds a command's text (with its CRLF, literal data
+	// not counted); a longer one gets BAD [TOOBIG] and the connection is
+	// closed. 0: DefaultMaxLineLength.
+	MaxLineLength int64
+	// MaxLiteralSize bounds each literal of commands other than APPEND
+	// (held in memory); a larger one gets NO [TOOBIG] before the
+	// continuation (BAD and the connection closed if non-synchronizing).
+	// 0: DefaultMaxLiteralSize.
+	MaxLiteralSize int64
 	// IdleTimeout ends a session that sends nothing (also in IDLE) for
 	// that long; 0 keeps go-imap's 35 minutes (RFC 9051 5.4: at least 30).
 	IdleTimeout time.Duration
@@ -90,6 +99,13 @@ type Config struct {
 	// Debug, if set, receives the raw protocol (including passwords: tests only).
 	Debug io.Writer
 }
+
+// Defaults of the limits in Config; Dovecot's imap_max_line_length is
+// also 64 KiB; RFC 2683 3.2.1.5 asks servers to accept at least 8 KiB.
+const (
+	DefaultMaxLineLength  = 64 << 10
+	DefaultMaxLiteralSize = 64 << 10
+)
 
 // Caps are the capabilities Postern advertises beyond what go-imap adds by
 // itself (SASL-IR, LITERAL-, ENABLE, IDLE, UNSELECT, UTF8=ACCEPT, STARTTLS,
@@ -138,6 +154,12 @@ func New(cfg Config, backend Backend) *Server {
 	if cfg.MaxMessageBytes <= 0 || cfg.MaxMessageBytes > 1<<32-1 {
 		cfg.MaxMessageBytes = 50 << 20
 	}
+	if cfg.MaxLineLength <= 0 {
+		cfg.MaxLineLength = DefaultMaxLineLength
+	}
+	if cfg.MaxLiteralSize <= 0 {
+		cfg.MaxLiteralSize = DefaultMaxLiteralSize
+	}
 	s := &Server{
 		cfg: cfg, backend: backend, log: cfg.Logger,
 		limiter: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
@@ -150,6 +172,9 @@ func New(cfg Config, backend Backend) *Server {
 		Logger:      slogPrintf{s.log},
 		TLSConfig:   cfg.TLS,
 		DebugWriter: cfg.Debug,
+
+		MaxLineLength:  cfg.MaxLineLength,
+		MaxLiteralSize: cfg.MaxLiteralSize,
 	})
 	return s
 }

@@ -70,11 +70,7 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	}
 
 	if lit.Size() > appendLimit {
-		return &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodeTooBig,
-			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
-		}
+		return c.refuseLiteral(nonSync, fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit))
 	}
 	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
 		return err

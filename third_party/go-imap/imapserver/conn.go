@@ -46,6 +46,11 @@ type Conn struct {
 
 	state   imap.ConnState
 	session Session
+
+	// closeAfterResp is set when the rest of the input can no longer be
+	// parsed (a refused non-synchronizing literal): the tagged response
+	// is followed by BYE and the connection is closed.
+	closeAfterResp string
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -176,7 +181,7 @@ func (c *Conn) serve() {
 		c.setReadTimeout(readTimeout)
 
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
-		dec.MaxSize = maxCommandSize
+		dec.MaxSize = c.server.options.maxLineLength()
 		dec.CheckBufferedLiteralFunc = c.checkBufferedLiteral
 
 		if c.state == imap.ConnStateLogout || dec.EOF() {
@@ -185,6 +190,15 @@ func (c *Conn) serve() {
 
 		c.setReadTimeout(cmdReadTimeout)
 		if err := c.readCommand(dec); err != nil {
+			if errors.Is(err, imapwire.ErrMaxSize) {
+				c.writeStatusResp("", &imap.StatusResponse{
+					Type: imap.StatusResponseTypeBad,
+					Code: imap.ResponseCodeTooBig,
+					Text: "Command line too long",
+				})
+				c.Bye("Command line too long")
+				break
+			}
 			if !errors.Is(err, net.ErrClosed) {
 				c.server.logger().Printf("failed to read command: %v", err)
 			}
@@ -290,7 +304,29 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
-	dec.DiscardLine()
+	tooLong := errors.Is(dec.Err(), imapwire.ErrMaxSize)
+	switch {
+	case dec.LiteralRejected():
+		// The literal's announcement ended the command: the client sends
+		// neither the literal nor the rest of the line.
+		err = dec.Err()
+	case c.closeAfterResp != "":
+		// A refused non-synchronizing literal: its data follows and is
+		// not read.
+	case tooLong:
+		err = &imap.Error{
+			Type: imap.StatusResponseTypeBad,
+			Code: imap.ResponseCodeTooBig,
+			Text: "Command line too long",
+		}
+		c.closeAfterResp = "Command line too long"
+	default:
+		dec.DiscardLine()
+	}
+	if c.closeAfterResp != "" {
+		c.state = imap.ConnStateLogout
+		defer c.Bye(c.closeAfterResp)
+	}
 
 	var (
 		resp    *imap.StatusResponse
@@ -389,23 +425,37 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 }
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
-	if size > 4096 {
-		return &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodeTooBig,
-			Text: "Literals are limited to 4096 bytes for this command",
-		}
+	if max := c.server.options.maxLiteralSize(); size > max {
+		return c.refuseLiteral(nonSync, fmt.Sprintf("Literals are limited to %v bytes for this command", max))
 	}
 
 	return c.acceptLiteral(size, nonSync)
 }
 
-func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
-	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
+// refuseLiteral answers a literal that will not be read: NO [TOOBIG]
+// before the continuation request for a synchronizing literal (the client
+// then sends neither it nor the rest of the command); BAD [TOOBIG] for a
+// non-synchronizing one, whose data is already on its way and cannot be
+// told apart from commands, so the connection is closed after the answer.
+func (c *Conn) refuseLiteral(nonSync bool, text string) error {
+	if nonSync {
+		c.closeAfterResp = text
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
-			Text: "Non-synchronizing literals are limited to 4096 bytes",
+			Code: imap.ResponseCodeTooBig,
+			Text: text,
 		}
+	}
+	return &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeTooBig,
+		Text: text,
+	}
+}
+
+func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
+	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
+		return c.refuseLiteral(true, "Non-synchronizing literals are limited to 4096 bytes")
 	}
 
 	if nonSync {

@@ -53,6 +53,31 @@ type Options struct {
 	// Note, this may include sensitive information such as credentials used
 	// during authentication.
 	DebugWriter io.Writer
+	// MaxLineLength bounds a command's text, in bytes with its CRLF, not
+	// counting literal data (a command that carries literals is counted
+	// as one line). A longer command gets BAD and the connection is
+	// closed. Zero means 50 KiB.
+	MaxLineLength int64
+	// MaxLiteralSize bounds each literal of a command other than APPEND
+	// (those literals are held in memory). A larger synchronizing literal
+	// gets NO [TOOBIG] instead of the continuation request; a larger
+	// non-synchronizing one gets BAD and the connection is closed. Zero
+	// means 4096 bytes.
+	MaxLiteralSize int64
+}
+
+func (options *Options) maxLineLength() int64 {
+	if options.MaxLineLength > 0 {
+		return options.MaxLineLength
+	}
+	return maxCommandSize
+}
+
+func (options *Options) maxLiteralSize() int64 {
+	if options.MaxLiteralSize > 0 {
+		return options.MaxLiteralSize
+	}
+	return 4096
 }
 
 func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {

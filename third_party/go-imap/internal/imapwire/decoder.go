@@ -31,6 +31,9 @@ func isAStringChar(ch byte) bool {
 	return IsAtomChar(ch) || ch == ']'
 }
 
+// ErrMaxSize is the decoder error once more than MaxSize bytes were read.
+var ErrMaxSize = fmt.Errorf("imapwire: max size exceeded")
+
 // DecoderExpectError is an error due to the Decoder.Expect family of methods.
 type DecoderExpectError struct {
 	Message string
@@ -63,6 +66,10 @@ type Decoder struct {
 	crlf      bool
 	listDepth int
 	readBytes int64
+	// literalRejected is set once CheckBufferedLiteralFunc refused a
+	// literal: its announcement ended the line, so nothing more of this
+	// command may be read.
+	literalRejected bool
 }
 
 // NewDecoder creates a new decoder.
@@ -92,9 +99,18 @@ func (dec *Decoder) returnErr(err error) bool {
 	return false
 }
 
+// LiteralRejected reports whether CheckBufferedLiteralFunc refused a
+// literal; Err then returns its error.
+func (dec *Decoder) LiteralRejected() bool {
+	return dec.literalRejected
+}
+
 func (dec *Decoder) readByte() (byte, bool) {
-	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+	if dec.literalRejected {
+		return 0, false
+	}
+	if dec.MaxSize > 0 && dec.readBytes >= dec.MaxSize {
+		return 0, dec.returnErr(ErrMaxSize)
 	}
 	dec.crlf = false
 	if dec.literal {
@@ -130,7 +146,10 @@ func (dec *Decoder) EOF() bool {
 	} else if err != nil {
 		return dec.returnErr(err)
 	}
-	dec.mustUnreadByte()
+	// Not mustUnreadByte: that byte was never counted in readBytes.
+	if err := dec.r.UnreadByte(); err != nil {
+		panic(fmt.Errorf("imapwire: failed to unread byte: %v", err))
+	}
 	return false
 }
 
@@ -578,6 +597,8 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
+			dec.literalRejected = true
+			dec.err = err
 			return false
 		}
 	}
