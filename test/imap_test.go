@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -28,7 +31,13 @@ type imapServer struct {
 // (password "secret-" + address) and the IMAP and IMAPS listeners on.
 func startIMAPServer(t *testing.T, users ...string) *imapServer {
 	t.Helper()
-	s := mxWithUsers(t, "", users...)
+	return startIMAPServerLimits(t, "", users...)
+}
+
+// startIMAPServerLimits is startIMAPServer with extra [limits] lines.
+func startIMAPServerLimits(t *testing.T, limits string, users ...string) *imapServer {
+	t.Helper()
+	s := mxWithUsers(t, limits, users...)
 	m := &imapServer{mailServer: &mailServer{server: s, imapsPort: freePort(t)}, imapPort: freePort(t)}
 	cfg, err := os.ReadFile(s.config)
 	if err != nil {
@@ -339,5 +348,61 @@ Sync All
 	}
 	if again := m.serverINBOX(t, user); len(again) != want {
 		t.Errorf("third sync: %d messages on the server, want %d", len(again), want)
+	}
+}
+
+// TestIMAPLimitsFromConfig checks that [limits] imap_max_literal_size and
+// imap_max_line_length reach the IMAP server of the built binary: a
+// literal over the limit gets NO [TOOBIG] instead of the continuation
+// request, and a line over the limit gets BAD [TOOBIG] and the connection
+// is closed.
+func TestIMAPLimitsFromConfig(t *testing.T) {
+	m := startIMAPServerLimits(t, "imap_max_line_length = 8192\nimap_max_literal_size = \"4KiB\"", "alice")
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.imapsPort), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	line := func() string {
+		t.Helper()
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v (got %q)", err, l)
+		}
+		return strings.TrimRight(l, "\r\n")
+	}
+	send := func(s string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, s+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line() // greeting
+	const user = "alice@example.test"
+	send(fmt.Sprintf("a1 LOGIN %s %s", user, "secret-"+user))
+	for l := line(); !strings.HasPrefix(l, "a1 "); l = line() {
+	}
+	send("a2 SELECT {4097}")
+	if l := line(); !strings.HasPrefix(l, "a2 NO [TOOBIG]") {
+		t.Fatalf("literal of 4097 bytes: %q, want a2 NO [TOOBIG]", l)
+	}
+	send("a3 SELECT {5}")
+	if l := line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("literal of 5 bytes: %q, want +", l)
+	}
+	send("INBOX")
+	for l := line(); !strings.HasPrefix(l, "a3 "); l = line() {
+	}
+	send("a4 SEARCH SUBJECT " + strings.Repeat("x", 8192))
+	if l := line(); !strings.HasPrefix(l, "a4 BAD [TOOBIG]") {
+		t.Fatalf("line over 8192 bytes: %q, want a4 BAD [TOOBIG]", l)
+	}
+	if l := line(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q, want * BYE", l)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection still open after BAD [TOOBIG]: %v", err)
 	}
 }

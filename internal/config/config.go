@@ -88,6 +88,13 @@ type Limits struct {
 	// IMAPIdleTimeout ends an IMAP session silent (or in IDLE) that long;
 	// 0 keeps go-imap's 35 minutes. RFC 9051 5.4 asks for at least 30.
 	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
+	// IMAPMaxLineLength bounds an IMAP command's text (literal data not
+	// counted); a longer one gets BAD and the connection is closed.
+	IMAPMaxLineLength int `toml:"imap_max_line_length"`
+	// IMAPMaxLiteralSize bounds each literal of IMAP commands other than
+	// APPEND (APPEND is bounded by max_message_size); a larger one gets
+	// NO [TOOBIG] before the continuation request.
+	IMAPMaxLiteralSize Size `toml:"imap_max_literal_size"`
 	// POP3IdleTimeout ends a silent POP3 session (RFC 1939 3: at least 10m).
 	POP3IdleTimeout Duration `toml:"pop3_idle_timeout"`
 
@@ -212,6 +219,8 @@ func defaultLimits() Limits {
 		ShutdownGrace:       Duration{5 * time.Second},
 		AuthFailDelay:       Duration{time.Second},
 		POP3IdleTimeout:     Duration{10 * time.Minute},
+		IMAPMaxLineLength:   64 << 10,
+		IMAPMaxLiteralSize:  64 << 10,
 
 		RcptUnknownDelayAfter: 3,
 		RcptUnknownDelay:      Duration{time.Second},
@@ -440,6 +449,12 @@ func (c *Config) validate() error {
 	}
 	if l.MaxLineLength < 512 || l.MaxLineLength > 1<<20 {
 		return bad("limits.max_line_length", "must be from 512 to 1048576 (got %d); RFC 5321 needs at least 512", l.MaxLineLength)
+	}
+	if l.IMAPMaxLineLength < 8192 || l.IMAPMaxLineLength > 16<<20 {
+		return bad("limits.imap_max_line_length", "must be from 8192 to 16777216 (got %d); RFC 2683 asks servers to take lines of 8192", l.IMAPMaxLineLength)
+	}
+	if l.IMAPMaxLiteralSize < 4<<10 || l.IMAPMaxLiteralSize > 16<<20 {
+		return bad("limits.imap_max_literal_size", "must be from 4KiB to 16MiB (got %d bytes); RFC 7888 lets clients send 4096 without asking", int64(l.IMAPMaxLiteralSize))
 	}
 	for _, d := range []struct {
 		key string

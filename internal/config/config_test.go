@@ -100,6 +100,8 @@ func TestFullFile(t *testing.T) {
 			ShutdownGrace:       Duration{0},
 			AuthFailDelay:       Duration{250 * time.Millisecond},
 			POP3IdleTimeout:     Duration{15 * time.Minute},
+			IMAPMaxLineLength:   16384,
+			IMAPMaxLiteralSize:  1 << 20,
 
 			RcptUnknownDelayAfter: 5,
 			RcptUnknownDelay:      Duration{2 * time.Second},

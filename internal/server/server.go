@@ -114,6 +114,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		MaxMessageBytes:     int64(cfg.Limits.MaxMessageSize),
+		MaxLineLength:       int64(cfg.Limits.IMAPMaxLineLength),
+		MaxLiteralSize:      int64(cfg.Limits.IMAPMaxLiteralSize),
 		IdleTimeout:         cfg.Limits.IMAPIdleTimeout.Duration,
 		FailedLoginDelay:    cfg.Limits.AuthFailDelay.Duration,
 		Throttle:            throttle,
