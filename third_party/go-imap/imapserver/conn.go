@@ -210,7 +210,7 @@ func (c *Conn) serve() {
 func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	var tag, name string
 	if !dec.ExpectAtom(&tag) || !dec.ExpectSP() || !dec.ExpectAtom(&name) {
-		return fmt.Errorf("in command: %w", dec.Err())
+		return c.rejectMalformed(tag, dec)
 	}
 	name = strings.ToUpper(name)
 
@@ -219,7 +219,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		numKind = NumKindUID
 		var subName string
 		if !dec.ExpectSP() || !dec.ExpectAtom(&subName) {
-			return fmt.Errorf("in command: %w", dec.Err())
+			return c.rejectMalformed(tag, dec)
 		}
 		name = "UID " + strings.ToUpper(subName)
 	}
@@ -304,7 +304,6 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
-	tooLong := errors.Is(dec.Err(), imapwire.ErrMaxSize)
 	switch {
 	case dec.LiteralRejected():
 		// The literal's announcement ended the command: the client sends
@@ -313,15 +312,17 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case c.closeAfterResp != "":
 		// A refused non-synchronizing literal: its data follows and is
 		// not read.
-	case tooLong:
+	default:
+		dec.DiscardLine()
+	}
+	if errors.Is(dec.Err(), imapwire.ErrMaxSize) {
+		// Also when crossed while discarding the rest of a bad line.
 		err = &imap.Error{
 			Type: imap.StatusResponseTypeBad,
 			Code: imap.ResponseCodeTooBig,
 			Text: "Command line too long",
 		}
 		c.closeAfterResp = "Command line too long"
-	default:
-		dec.DiscardLine()
 	}
 	if c.closeAfterResp != "" {
 		c.state = imap.ConnStateLogout
@@ -357,6 +358,41 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 	return c.writeStatusResp(tag, resp)
+}
+
+// rejectMalformed answers a line whose tag or command name cannot be
+// parsed with BAD (tagged if the tag could be read) and skips the line.
+// Before authentication the connection is then closed, as for an unknown
+// command (cross-protocol attacks). Read errors are returned as they are.
+func (c *Conn) rejectMalformed(tag string, dec *imapwire.Decoder) error {
+	var decErr *imapwire.DecoderExpectError
+	if !errors.As(dec.Err(), &decErr) {
+		return fmt.Errorf("in command: %w", dec.Err())
+	}
+	dec.DiscardLine()
+	if errors.Is(dec.Err(), imapwire.ErrMaxSize) {
+		return fmt.Errorf("in command: %w", dec.Err())
+	}
+	if !dec.CRLFSeen() {
+		// The line could not be read to its end (read error).
+		return fmt.Errorf("in command: %w", dec.Err())
+	}
+	text := "Syntax error in tag or command name: " + decErr.Message
+	if tag == "" {
+		text = "Syntax error in tag: " + decErr.Message
+	}
+	if err := c.writeStatusResp(tag, &imap.StatusResponse{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: text,
+	}); err != nil {
+		return err
+	}
+	if c.state == imap.ConnStateNotAuthenticated {
+		c.state = imap.ConnStateLogout
+		return c.Bye("Syntax error before authentication")
+	}
+	return nil
 }
 
 func (c *Conn) handleNoop(dec *imapwire.Decoder) error {

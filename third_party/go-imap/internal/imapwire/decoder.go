@@ -105,12 +105,20 @@ func (dec *Decoder) LiteralRejected() bool {
 	return dec.literalRejected
 }
 
+// CRLFSeen reports whether the last thing read was the end of a line.
+func (dec *Decoder) CRLFSeen() bool {
+	return dec.crlf
+}
+
 func (dec *Decoder) readByte() (byte, bool) {
 	if dec.literalRejected {
 		return 0, false
 	}
 	if dec.MaxSize > 0 && dec.readBytes >= dec.MaxSize {
-		return 0, dec.returnErr(ErrMaxSize)
+		// This error replaces any earlier one: the rest of the line is
+		// unread, so the caller must not go on parsing after it.
+		dec.err = ErrMaxSize
+		return 0, false
 	}
 	dec.crlf = false
 	if dec.literal {
