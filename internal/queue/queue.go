@@ -160,13 +160,20 @@ type group struct {
 // startDue starts an attempt for each group of due entries not in flight;
 // it reports whether it started any.
 func (q *Queue) startDue(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) (bool, error) {
+	// Read the due entries under q.mu. An attempt releases its entries
+	// (under q.mu) only after committing their outcome, so an entry read
+	// here and not in flight has not been finished since the read. Read
+	// outside the lock, the rows could predate the commit of an attempt
+	// that ended meanwhile, and an entry the remote had just accepted
+	// would be delivered again.
+	q.mu.Lock()
 	due, err := q.st.DueEntries(ctx, q.cfg.Now(), 1000)
 	if err != nil {
+		q.mu.Unlock()
 		return false, err
 	}
 	var groups []*group
 	index := map[string]*group{}
-	q.mu.Lock()
 	for _, e := range due {
 		if q.inFlight[e.ID] {
 			continue
