@@ -91,9 +91,9 @@ type Limits struct {
 	// IMAPMaxLineLength bounds an IMAP command's text (literal data not
 	// counted); a longer one gets BAD and the connection is closed.
 	IMAPMaxLineLength int `toml:"imap_max_line_length"`
-	// IMAPMaxLiteralSize bounds each literal of IMAP commands other than
-	// APPEND (APPEND is bounded by max_message_size); a larger one gets
-	// NO [TOOBIG] before the continuation request.
+	// IMAPMaxLiteralSize bounds the literals of an IMAP command other
+	// than APPEND, added up (APPEND is bounded by max_message_size); one
+	// that would cross it gets NO [TOOBIG] before the continuation request.
 	IMAPMaxLiteralSize Size `toml:"imap_max_literal_size"`
 	// POP3IdleTimeout ends a silent POP3 session (RFC 1939 3: at least 10m).
 	POP3IdleTimeout Duration `toml:"pop3_idle_timeout"`

@@ -80,9 +80,10 @@ type Config struct {
 	// not counted); a longer one gets BAD [TOOBIG] and the connection is
 	// closed. 0: DefaultMaxLineLength.
 	MaxLineLength int64
-	// MaxLiteralSize bounds each literal of commands other than APPEND
-	// (held in memory); a larger one gets NO [TOOBIG] before the
-	// continuation (BAD and the connection closed if non-synchronizing).
+	// MaxLiteralSize bounds the literals of a command other than APPEND,
+	// added up (held in memory); one that would cross it gets NO [TOOBIG]
+	// before the continuation (BAD and the connection closed if
+	// non-synchronizing).
 	// 0: DefaultMaxLiteralSize.
 	MaxLiteralSize int64
 	// IdleTimeout ends a session that sends nothing (also in IDLE) for

@@ -50,6 +50,13 @@ func TestLiteralTooLargeRefusedBeforeContinuation(t *testing.T) {
 	}
 	r.expect("OK", "SEARCH SUBJECT {3+}\r\nfoo")
 	r.ok("NOOP")
+	// The literals of one command count together.
+	r.expect("OK", "SEARCH SUBJECT {50+}\r\n%s SUBJECT {50+}\r\n%s", strings.Repeat("a", 50), strings.Repeat("b", 50))
+	r.send("a4 SEARCH SUBJECT {60+}\r\n" + strings.Repeat("a", 60) + " SUBJECT {41}")
+	if l := r.line(); !strings.HasPrefix(l, "a4 NO [TOOBIG]") {
+		t.Fatalf("second literal over the total: %q, want a4 NO [TOOBIG]", l)
+	}
+	r.ok("NOOP")
 }
 
 // TestNonSyncLiteralTooLarge: a non-synchronizing literal over the limit

@@ -51,6 +51,8 @@ type Conn struct {
 	// parsed (a refused non-synchronizing literal): the tagged response
 	// is followed by BYE and the connection is closed.
 	closeAfterResp string
+	// literalBytes adds up the buffered literals of the current command.
+	literalBytes int64
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -183,6 +185,7 @@ func (c *Conn) serve() {
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
 		dec.MaxSize = c.server.options.maxLineLength()
 		dec.CheckBufferedLiteralFunc = c.checkBufferedLiteral
+		c.literalBytes = 0
 
 		if c.state == imap.ConnStateLogout || dec.EOF() {
 			break
@@ -461,9 +464,10 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 }
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
-	if max := c.server.options.maxLiteralSize(); size > max {
-		return c.refuseLiteral(nonSync, fmt.Sprintf("Literals are limited to %v bytes for this command", max))
+	if max := c.server.options.maxLiteralSize(); size > max-c.literalBytes {
+		return c.refuseLiteral(nonSync, fmt.Sprintf("Literals are limited to %v bytes in all for this command", max))
 	}
+	c.literalBytes += size
 
 	return c.acceptLiteral(size, nonSync)
 }

@@ -58,10 +58,10 @@ type Options struct {
 	// as one line). A longer command gets BAD and the connection is
 	// closed. Zero means 50 KiB.
 	MaxLineLength int64
-	// MaxLiteralSize bounds each literal of a command other than APPEND
-	// (those literals are held in memory). A larger synchronizing literal
-	// gets NO [TOOBIG] instead of the continuation request; a larger
-	// non-synchronizing one gets BAD and the connection is closed. Zero
+	// MaxLiteralSize bounds the literals of a command other than APPEND,
+	// added up (they are held in memory). A synchronizing literal that
+	// would cross it gets NO [TOOBIG] instead of the continuation request;
+	// a non-synchronizing one gets BAD and the connection is closed. Zero
 	// means 4096 bytes.
 	MaxLiteralSize int64
 }
