@@ -127,7 +127,7 @@ func (q *Queue) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		started, err := q.startDue(ctx, sem, &wg)
+		started, busy, err := q.startDue(ctx, sem, &wg)
 		if err != nil {
 			q.log.Error("queue: reading due entries", "err", err)
 		}
@@ -135,7 +135,10 @@ func (q *Queue) Run(ctx context.Context) {
 			continue
 		}
 		wait := rescan
-		if next, err := q.st.NextDue(ctx); err == nil && !next.IsZero() {
+		// When due entries are all in flight, their attempts wake us as
+		// they finish; the earliest next attempt is theirs, so it says
+		// nothing about when to look again.
+		if next, err := q.st.NextDue(ctx); !busy && err == nil && !next.IsZero() {
 			if d := next.Sub(q.cfg.Now()); d < wait {
 				wait = max(d, 10*time.Millisecond)
 			}
@@ -159,7 +162,7 @@ type group struct {
 
 // startDue starts an attempt for each group of due entries not in flight;
 // it reports whether it started any.
-func (q *Queue) startDue(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) (bool, error) {
+func (q *Queue) startDue(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) (started, busy bool, err error) {
 	// Read the due entries under q.mu. An attempt releases its entries
 	// (under q.mu) only after committing their outcome, so an entry read
 	// here and not in flight has not been finished since the read. Read
@@ -170,12 +173,13 @@ func (q *Queue) startDue(ctx context.Context, sem chan struct{}, wg *sync.WaitGr
 	due, err := q.st.DueEntries(ctx, q.cfg.Now(), 1000)
 	if err != nil {
 		q.mu.Unlock()
-		return false, err
+		return false, false, err
 	}
 	var groups []*group
 	index := map[string]*group{}
 	for _, e := range due {
 		if q.inFlight[e.ID] {
+			busy = true
 			continue
 		}
 		q.inFlight[e.ID] = true
@@ -194,7 +198,7 @@ func (q *Queue) startDue(ctx context.Context, sem chan struct{}, wg *sync.WaitGr
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			q.release(g.entries)
-			return false, nil
+			return false, busy, nil
 		}
 		wg.Add(1)
 		go func(g *group) {
@@ -205,7 +209,7 @@ func (q *Queue) startDue(ctx context.Context, sem chan struct{}, wg *sync.WaitGr
 			q.attempt(ctx, g)
 		}(g)
 	}
-	return len(groups) > 0, nil
+	return len(groups) > 0, busy, nil
 }
 
 func (q *Queue) release(es []store.QueueEntry) {
