@@ -1,0 +1,187 @@
+// Command benchreport turns the output of bench/run (go test -bench lines)
+// into one table, figure by figure: Postern, the peer, and their ratio. It
+// prints the table as Markdown, writes it as JSON, and, when gnuplot is
+// installed, draws the ratios as a PNG bar chart.
+//
+//	go run ./bench/cmd/benchreport -in bench/results/raw.txt -out bench/results
+//
+// Benchmarks report metrics named "postern-<figure>" and "<peer>-<figure>"
+// (for example postern-msgs/s and postfix-accept-msgs/s); a figure whose
+// name says seconds, milliseconds or MiB of memory is better when lower,
+// and its ratio is inverted so that above 1 always means Postern is ahead.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Row is one figure of one benchmark.
+type Row struct {
+	Benchmark string  `json:"benchmark"`
+	Figure    string  `json:"figure"`
+	Postern   float64 `json:"postern"`
+	Peer      string  `json:"peer,omitempty"`
+	PeerValue float64 `json:"peer_value,omitempty"`
+	// Ratio is how many times better Postern is (above 1: ahead), 0
+	// when there is no peer figure.
+	Ratio float64 `json:"ratio,omitempty"`
+}
+
+func lowerIsBetter(figure string) bool {
+	for _, s := range []string{"-ms", "s/download", "MiB", "fsyncs"} {
+		if strings.HasSuffix(figure, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// parse reads "BenchmarkX-2  1  123 ns/op  4.5 postern-msgs/s ..." lines.
+func parse(r io.Reader) []Row {
+	var rows []Row
+	seen := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		// bench/run runs some benchmarks twice with other flags.
+		if seen[name]++; seen[name] > 1 {
+			name = fmt.Sprintf("%s (run %d)", name, seen[name])
+		}
+		metrics := map[string]float64{}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err == nil {
+				metrics[f[i+1]] = v
+			}
+		}
+		var names []string
+		for m := range metrics {
+			names = append(names, m)
+		}
+		sort.Strings(names)
+		for _, m := range names {
+			fig, ok := strings.CutPrefix(m, "postern-")
+			if !ok {
+				if m == "ns/op" || m == "ratio" || strings.Contains(m, "-") && !strings.HasPrefix(m, "p50") && !strings.HasPrefix(m, "p99") {
+					continue // peers' figures are read with Postern's
+				}
+				fig = m // a Postern-only benchmark (bench/smtp_test.go)
+			}
+			row := Row{Benchmark: name, Figure: fig, Postern: metrics[m]}
+			for _, other := range names { // sorted: the pairing is stable
+				v := metrics[other]
+				peer, pfig, ok := strings.Cut(other, "-")
+				if !ok || peer == "postern" || v == 0 {
+					continue
+				}
+				// "postfix-accept-msgs/s" pairs with "msgs/s".
+				if pfig == fig || strings.HasSuffix(pfig, "-"+fig) {
+					row.Peer, row.PeerValue = peer+" ("+pfig+")", v
+					if lowerIsBetter(fig) {
+						row.Ratio = v / row.Postern
+					} else {
+						row.Ratio = row.Postern / v
+					}
+					break
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func main() {
+	in := flag.String("in", "bench/results/raw.txt", "go test -bench output")
+	out := flag.String("out", "bench/results", "directory for results.json and ratios.png")
+	flag.Parse()
+	f, err := os.Open(*in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	rows := parse(f)
+	f.Close()
+	if len(rows) == 0 {
+		fmt.Fprintln(os.Stderr, "benchreport: no benchmark lines in", *in)
+		os.Exit(1)
+	}
+	fmt.Println("| benchmark | figure | Postern | peer | peer value | ratio (>1: Postern ahead) |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rows {
+		peer, pv, ratio := "", "", ""
+		if r.Peer != "" {
+			peer, pv, ratio = r.Peer, fmt.Sprintf("%.4g", r.PeerValue), fmt.Sprintf("%.2f", r.Ratio)
+		}
+		fmt.Printf("| %s | %s | %.4g | %s | %s | %s |\n", r.Benchmark, r.Figure, r.Postern, peer, pv, ratio)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	j, _ := json.MarshalIndent(map[string]any{"rows": rows}, "", "  ")
+	if err := os.WriteFile(filepath.Join(*out, "results.json"), append(j, '\n'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	if err := chart(rows, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport: no chart:", err)
+	}
+}
+
+// chart draws the ratios with gnuplot (Debian's gnuplot-nox).
+func chart(rows []Row, dir string) error {
+	gp, err := exec.LookPath("gnuplot")
+	if err != nil {
+		return err
+	}
+	var data strings.Builder
+	for _, r := range rows {
+		if r.Ratio > 0 {
+			fmt.Fprintf(&data, "\"%s %s\" %.3f\n", r.Benchmark, r.Figure, r.Ratio)
+		}
+	}
+	if data.Len() == 0 {
+		return fmt.Errorf("no ratios")
+	}
+	dat := filepath.Join(dir, "ratios.dat")
+	if err := os.WriteFile(dat, []byte(data.String()), 0o644); err != nil {
+		return err
+	}
+	script := fmt.Sprintf(`set terminal pngcairo size 1200,600
+set output %q
+set style data histogram
+set style fill solid 0.8
+set boxwidth 0.8
+set ylabel "Postern / peer (above 1: Postern ahead)"
+set yrange [0:*]
+set xtics rotate by -30
+set grid ytics
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "red"
+plot %q using 2:xtic(1) title "ratio"
+`, filepath.Join(dir, "ratios.png"), dat)
+	cmd := exec.Command(gp)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("gnuplot: %v: %s", err, out)
+	}
+	return nil
+}
