@@ -105,6 +105,10 @@ type Limits struct {
 	RcptUnknownPerIP      int      `toml:"rcpt_unknown_per_ip"`      // per IP within the window, then 421 for the cool-down
 	RcptUnknownWindow     Duration `toml:"rcpt_unknown_window"`
 	RcptUnknownCooldown   Duration `toml:"rcpt_unknown_cooldown"`
+
+	// VRFY true answers VRFY with 252 2.5.2 for every name; false with
+	// 502 5.5.1 like EXPN (MX and submission).
+	VRFY bool `toml:"vrfy"`
 }
 
 // Queue tunes the outbound queue.
@@ -228,6 +232,7 @@ func defaultLimits() Limits {
 		RcptUnknownPerIP:      20,
 		RcptUnknownWindow:     Duration{10 * time.Minute},
 		RcptUnknownCooldown:   Duration{10 * time.Minute},
+		VRFY:                  true,
 	}
 }
 

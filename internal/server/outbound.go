@@ -164,6 +164,7 @@ func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, 
 		Submission:          true,
 		Throttle:            throttle,
 		AuthFailDelay:       cfg.Limits.AuthFailDelay.Duration,
+		DisableVRFY:         !cfg.Limits.VRFY,
 	}, st)
 	for _, svc := range []struct {
 		name     string

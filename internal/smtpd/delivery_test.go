@@ -324,8 +324,8 @@ func TestVRFY(t *testing.T) {
 	ts := newTestServer(t, nil)
 	c := ts.dial()
 	c.ehlo("client.example.net")
-	known := c.expect("VRFY alice@example.org", 252, "2.5.0")
-	unknown := c.expect("VRFY nobody@example.org", 252, "2.5.0")
+	known := c.expect("VRFY alice@example.org", 252, "2.5.2")
+	unknown := c.expect("VRFY nobody@example.org", 252, "2.5.2")
 	if known != unknown {
 		t.Errorf("VRFY answers differ: %q and %q", known, unknown)
 	}

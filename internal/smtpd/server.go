@@ -57,6 +57,11 @@ type Config struct {
 	UnknownRcptPerIP      int
 	UnknownRcptWindow     time.Duration
 	UnknownRcptCooldown   time.Duration
+
+	// DisableVRFY answers VRFY with 502 5.5.1 like EXPN; otherwise VRFY
+	// gets 252 2.5.2 for every name. Either way real and fake users get
+	// the same answer.
+	DisableVRFY bool
 }
 
 // Server is an MX SMTP server.
@@ -91,6 +96,7 @@ func New(cfg Config, be Backend) *Server {
 	srv.WriteTimeout = cfg.CommandTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = cfg.Submission
+	srv.DisableVRFY = cfg.DisableVRFY
 	srv.ErrorLog = slogAdapter{s.log}
 	s.srv = srv
 	return s

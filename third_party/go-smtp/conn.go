@@ -108,6 +108,8 @@ func (c *Conn) handle(cmd string, arg string) {
 	cmd = strings.ToUpper(cmd)
 	switch cmd {
 	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
+		// Postern: EXPN answers 502 5.5.1 whatever the argument, so it
+		// tells real and fake lists apart no better than VRFY does.
 		// These commands are not implemented in any state
 		c.writeResponse(502, EnhancedCode{5, 5, 1}, fmt.Sprintf("%v command not implemented", cmd))
 	case "HELO", "EHLO", "LHLO":
@@ -127,7 +129,13 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "RCPT":
 		c.handleRcpt(arg)
 	case "VRFY":
-		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
+		// Postern: the same answer for every name (RFC 5321 3.5.3, 7.3),
+		// or 502 like EXPN when the server has VRFY turned off.
+		if c.server.DisableVRFY {
+			c.writeResponse(502, EnhancedCode{5, 5, 1}, "VRFY command not implemented")
+			return
+		}
+		c.writeResponse(252, EnhancedCode{2, 5, 2}, "Cannot VRFY user, but will accept message")
 	case "NOOP":
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "I have successfully done nothing")
 	case "RSET": // Reset session

@@ -41,6 +41,10 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// Postern: DisableVRFY answers VRFY with 502 5.5.1, like EXPN; by
+	// default VRFY gets 252 2.5.2 whatever the name.
+	DisableVRFY bool
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
