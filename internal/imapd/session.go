@@ -101,7 +101,7 @@ func (s *session) Login(username, password string) error {
 	th := s.srv.cfg.Throttle
 	fail := func() error {
 		th.Failed(s.ip, addr)
-		if d := s.srv.cfg.FailedLoginDelay; d > 0 {
+		if d := max(s.srv.cfg.FailedLoginDelay, th.Delay(s.ip, addr)); d > 0 { // growing after repeated failures
 			time.Sleep(d + rand.N(d/2+1))
 		}
 		return errLogin

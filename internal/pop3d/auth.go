@@ -183,7 +183,7 @@ func (ss *session) login(username, password string) {
 	failed := func() {
 		logins.WithLabelValues("failed").Inc()
 		th.Failed(ss.ip, addr)
-		if d := ss.srv.cfg.FailedLoginDelay; d > 0 {
+		if d := max(ss.srv.cfg.FailedLoginDelay, th.Delay(ss.ip, addr)); d > 0 { // growing after repeated failures
 			ss.bw.Flush()
 			time.Sleep(d + rand.N(d/4+1))
 		}

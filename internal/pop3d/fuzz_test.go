@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/postern-mail/postern/internal/auth"
 )
 
 // FuzzSession feeds arbitrary client input to a whole session (as if over
@@ -24,7 +26,12 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	e := newEnv(f, func(c *Config) { c.IdleTimeout = time.Second; c.FailedLoginDelay = 0 })
+	e := newEnv(f, func(c *Config) {
+		c.IdleTimeout = time.Second
+		c.FailedLoginDelay = 0
+		c.Throttle = auth.NewThrottle()
+		c.Throttle.DelayAfter = 0 // thousands of failed logins from one IP: no growing delay
+	})
 	e.deliver(f, sampleMsg)
 	e.deliver(f, "Subject: x\r\n\r\n.\r\n..\r\nno newline")
 	f.Fuzz(func(t *testing.T, input []byte) {

@@ -56,13 +56,23 @@ func (ss *submissionSession) login(username, password string) error {
 	defer cancel()
 	th := ss.s.cfg.Throttle
 	username = strings.ToLower(strings.TrimSpace(username))
+	// After repeated failures of this IP or account every attempt waits
+	// the throttle's growing delay before its answer, right or wrong.
+	var wait time.Duration
+	if th != nil {
+		wait = th.Delay(ss.ip, username)
+	}
 	fail := func() error {
 		if th != nil {
 			th.Failed(ss.ip, username)
 		}
 		authFailures.Inc()
-		if d := ss.s.cfg.AuthFailDelay; d > 0 {
-			time.Sleep(d + time.Duration(rand.Int63n(int64(d)/2+1)))
+		d := ss.s.cfg.AuthFailDelay
+		if d > 0 {
+			d += time.Duration(rand.Int63n(int64(d)/2 + 1))
+		}
+		if d = max(d, wait); d > 0 {
+			time.Sleep(d)
 		}
 		ss.log.Info("authentication failed", "user", username)
 		return errAuthFailed
@@ -86,6 +96,7 @@ func (ss *submissionSession) login(username, password string) error {
 	if th != nil {
 		th.Succeeded(ss.ip, username)
 	}
+	time.Sleep(wait)
 	ss.mu.Lock()
 	ss.user = &u
 	ss.mu.Unlock()

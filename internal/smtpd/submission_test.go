@@ -207,3 +207,47 @@ func TestMXForwardsAliasToRemote(t *testing.T) {
 		t.Errorf("forward entry %+v", e)
 	}
 }
+
+// TestSubmissionSlowsGuessing: after DelayAfter failures every further AUTH
+// waits a growing delay before its answer, the right password too (a
+// guesser cannot take a slow answer for a failure and hang up); then the
+// IP is refused, the right password answered like a wrong one.
+func TestSubmissionSlowsGuessing(t *testing.T) {
+	const step = 80 * time.Millisecond
+	ts := newSubmission(t, func(c *smtpd.Config) {
+		c.AuthFailDelay = 0
+		c.Throttle = &auth.Throttle{MaxPerIP: 8, MaxPerUser: 100, Window: time.Minute,
+			DelayAfter: 5, DelayStep: step, MaxDelay: time.Second}
+	})
+	c := ts.dial()
+	c.ehlo("client.example.net")
+	c.startTLS(ts.clientTLS)
+	c.ehlo("client.example.net")
+	timedAuth := func(pass string, code int, enhanced string) time.Duration {
+		start := time.Now()
+		c.expect("AUTH PLAIN "+plain("alice@example.org", pass), code, enhanced)
+		return time.Since(start)
+	}
+	for i := 0; i < 5; i++ {
+		timedAuth(fmt.Sprint("guess", i), 535, "5.7.8") // no delay due yet (not timed: argon2id under load)
+	}
+	if d := timedAuth("guess5", 535, "5.7.8"); d < step {
+		t.Errorf("6th attempt answered after %v, want at least %v", d, step)
+	}
+	if d := timedAuth("guess6", 535, "5.7.8"); d < 2*step {
+		t.Errorf("7th attempt answered after %v, want a growing delay (at least %v)", d, 2*step)
+	}
+	// The right password waits as long, and succeeds: success forgets the
+	// account's failures, not the IP's.
+	if d := timedAuth("alice-secret", 235, "2.0.0"); d < 3*step {
+		t.Errorf("right password after 7 failures answered after %v, want at least %v", d, 3*step)
+	}
+	// A new connection from the same IP: one more failure reaches 8, then
+	// the IP is refused whatever the password.
+	c = ts.dial()
+	c.ehlo("client.example.net")
+	c.startTLS(ts.clientTLS)
+	c.ehlo("client.example.net")
+	timedAuth("guess7", 535, "5.7.8")
+	timedAuth("alice-secret", 535, "5.7.8")
+}
