@@ -105,6 +105,7 @@ type Limits struct {
 	RcptUnknownPerIP      int      `toml:"rcpt_unknown_per_ip"`      // per IP within the window, then 421 for the cool-down
 	RcptUnknownWindow     Duration `toml:"rcpt_unknown_window"`
 	RcptUnknownCooldown   Duration `toml:"rcpt_unknown_cooldown"`
+	RcptJitter            Duration `toml:"rcpt_jitter"` // random wait up to this on each unauthenticated RCPT reply; 0: none
 
 	// VRFY true answers VRFY with 252 2.5.2 for every name; false with
 	// 502 5.5.1 like EXPN (MX and submission).
@@ -232,6 +233,7 @@ func defaultLimits() Limits {
 		RcptUnknownPerIP:      20,
 		RcptUnknownWindow:     Duration{10 * time.Minute},
 		RcptUnknownCooldown:   Duration{10 * time.Minute},
+		RcptJitter:            Duration{2 * time.Millisecond},
 		VRFY:                  true,
 	}
 }
@@ -487,6 +489,9 @@ func (c *Config) validate() error {
 	}
 	if d := l.IMAPIdleTimeout.Duration; d != 0 && (d < time.Minute || d > 24*time.Hour) {
 		return bad("limits.imap_idle_timeout", "must be 0 (35m) or from 1m to 24h (got %v); RFC 9051 asks for at least 30m", d)
+	}
+	if d := l.RcptJitter.Duration; d < 0 || d > time.Second {
+		return bad("limits.rcpt_jitter", "must be from 0 (off) to 1s (got %v)", d)
 	}
 	if l.RcptUnknownDelay.Duration < 0 {
 		return bad("limits.rcpt_unknown_delay", "must not be negative")

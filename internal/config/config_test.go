@@ -109,6 +109,7 @@ func TestFullFile(t *testing.T) {
 			RcptUnknownPerIP:      30,
 			RcptUnknownWindow:     Duration{5 * time.Minute},
 			RcptUnknownCooldown:   Duration{time.Hour},
+			RcptJitter:            Duration{5 * time.Millisecond},
 			VRFY:                  false,
 		},
 		Queue: Queue{Retry: []Duration{{30 * time.Second}, {2 * time.Minute}}, MaxLifetime: Duration{48 * time.Hour},

@@ -68,6 +68,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		UnknownRcptPerIP:      cfg.Limits.RcptUnknownPerIP,
 		UnknownRcptWindow:     cfg.Limits.RcptUnknownWindow.Duration,
 		UnknownRcptCooldown:   cfg.Limits.RcptUnknownCooldown.Duration,
+		RcptJitter:            cfg.Limits.RcptJitter.Duration,
 		DisableVRFY:           !cfg.Limits.VRFY,
 	}, st)
 

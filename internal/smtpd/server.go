@@ -57,6 +57,10 @@ type Config struct {
 	UnknownRcptPerIP      int
 	UnknownRcptWindow     time.Duration
 	UnknownRcptCooldown   time.Duration
+	// RcptJitter adds a random wait of up to this long to every RCPT
+	// reply of an unauthenticated session, known recipient or not, so
+	// that lookup timing does not tell users apart; 0: none.
+	RcptJitter time.Duration
 
 	// DisableVRFY answers VRFY with 502 5.5.1 like EXPN; otherwise VRFY
 	// gets 252 2.5.2 for every name. Either way real and fake users get

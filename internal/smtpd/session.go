@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/mail"
 	"strconv"
@@ -174,6 +175,9 @@ func (ss *session) probeDefence(to string, err error) error {
 	if cfg.UnknownRcptDelayAfter > 0 && ss.unknown > cfg.UnknownRcptDelayAfter {
 		d := cfg.UnknownRcptDelay * time.Duration(ss.unknown-cfg.UnknownRcptDelayAfter)
 		time.Sleep(min(d, maxProbeDelay))
+	}
+	if j := cfg.RcptJitter; j > 0 {
+		time.Sleep(rand.N(j))
 	}
 	return err
 }
