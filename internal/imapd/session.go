@@ -132,6 +132,11 @@ func (s *session) Login(username, password string) error {
 		s.logger().Info("imap login failed", "user", addr)
 		return fail()
 	}
+	// After repeated failures even a right password waits the growing
+	// delay, so a guesser cannot hang up on slow answers to tell them apart.
+	if d := th.Delay(s.ip, addr); d > 0 {
+		time.Sleep(d)
+	}
 	th.Succeeded(s.ip, addr)
 	s.user = &u
 	s.logger().Info("imap login")

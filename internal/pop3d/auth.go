@@ -217,6 +217,12 @@ func (ss *session) login(username, password string) {
 		failed()
 		return
 	}
+	// After repeated failures even a right password waits the growing
+	// delay, so a guesser cannot hang up on slow answers to tell them apart.
+	if d := th.Delay(ss.ip, addr); d > 0 {
+		ss.bw.Flush()
+		time.Sleep(d)
+	}
 	th.Succeeded(ss.ip, addr)
 	if !ss.srv.lockUser(u.ID) {
 		ss.log.Info("pop3 login refused: maildrop in use", "user", u.Address)
