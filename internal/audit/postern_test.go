@@ -22,6 +22,22 @@ import (
 // port. It returns the addresses by listener name.
 func posternServer(t *testing.T) map[string]string {
 	t.Helper()
+	// A port picked free can be taken by another test before the server
+	// binds it: pick new ones and try again.
+	for attempt := 1; ; attempt++ {
+		addrs, err := tryPosternServer(t)
+		if err == nil {
+			return addrs
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("postern stopped: %v", err)
+		}
+		t.Logf("retrying with other ports: %v", err)
+	}
+}
+
+func tryPosternServer(t *testing.T) (map[string]string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	addrs := map[string]string{}
 	var listen strings.Builder
@@ -65,7 +81,10 @@ func posternServer(t *testing.T) map[string]string {
 			select {
 			case runErr := <-done:
 				stopped = true
-				t.Fatalf("postern stopped: %v", runErr)
+				if runErr == nil {
+					runErr = fmt.Errorf("server returned before listening on %s", a)
+				}
+				return nil, runErr
 			default:
 			}
 			if time.Now().After(deadline) {
@@ -74,7 +93,7 @@ func posternServer(t *testing.T) map[string]string {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return addrs
+	return addrs, nil
 }
 
 // Postern's IMAP, POP3 and submission listeners, clear text with
