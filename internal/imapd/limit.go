@@ -4,19 +4,16 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/postern-mail/postern/internal/connlimit"
 )
 
 // connLimiter bounds connections in all and per client IP. A connection
 // over a limit gets "* BYE" and is closed at once (RFC 9051 7.1.5).
-type connLimiter struct {
-	max, perIP int
-	mu         sync.Mutex
-	total      int
-	byIP       map[string]int
-}
+type connLimiter struct{ *connlimit.Counter }
 
 func newConnLimiter(max, perIP int) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, byIP: map[string]int{}}
+	return &connLimiter{connlimit.New(max, perIP)}
 }
 
 // wrap limits l; bye says whether a refused client gets "* BYE" (not on
@@ -24,26 +21,6 @@ func newConnLimiter(max, perIP int) *connLimiter {
 // With idle > 0, no read waits longer than idle.
 func (c *connLimiter) wrap(l net.Listener, bye bool, idle time.Duration) net.Listener {
 	return &limitListener{Listener: l, c: c, bye: bye, idle: idle}
-}
-
-func (c *connLimiter) acquire(ip string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if (c.max > 0 && c.total >= c.max) || (c.perIP > 0 && c.byIP[ip] >= c.perIP) {
-		return false
-	}
-	c.total++
-	c.byIP[ip]++
-	return true
-}
-
-func (c *connLimiter) release(ip string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.total--
-	if c.byIP[ip]--; c.byIP[ip] <= 0 {
-		delete(c.byIP, ip)
-	}
 }
 
 type limitListener struct {
@@ -59,15 +36,15 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(conn.RemoteAddr())
-		if !l.c.acquire(ip) {
+		ip := connlimit.RemoteIP(conn.RemoteAddr())
+		if l.c.Acquire(ip) != connlimit.OK {
 			if l.bye {
 				conn.Write([]byte("* BYE Too many connections, try again later\r\n"))
 			}
 			conn.Close()
 			continue
 		}
-		return &limitConn{Conn: &coalescer{Conn: conn}, idle: l.idle, release: func() { l.c.release(ip) }}, nil
+		return &limitConn{Conn: &coalescer{Conn: conn}, idle: l.idle, release: func() { l.c.Release(ip) }}, nil
 	}
 }
 
@@ -100,15 +77,4 @@ func (c *limitConn) SetDeadline(t time.Time) error {
 func (c *limitConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
-}
-
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/postern-mail/postern/internal/auth"
+	"github.com/postern-mail/postern/internal/connlimit"
 	"github.com/postern-mail/postern/internal/store"
 )
 
@@ -63,7 +64,7 @@ var _ imapserver.SessionIMAP4rev2 = (*session)(nil)
 var _ imapserver.SessionAppendLimit = (*session)(nil)
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	ip := remoteIP(c.NetConn().RemoteAddr())
+	ip := connlimit.RemoteIP(c.NetConn().RemoteAddr())
 	return &session{srv: s, conn: c, ip: ip}, nil, nil
 }
 

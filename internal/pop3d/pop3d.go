@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/postern-mail/postern/internal/auth"
+	"github.com/postern-mail/postern/internal/connlimit"
 	"github.com/postern-mail/postern/internal/store"
 )
 
@@ -77,7 +78,7 @@ type Server struct {
 	cfg       Config
 	backend   Backend
 	log       *slog.Logger
-	limiter   *connLimiter
+	limiter   *connlimit.Counter
 	dummyHash string // checked for unknown users, so that they cost as much as a wrong password
 
 	mu        sync.Mutex
@@ -108,7 +109,7 @@ func New(cfg Config, backend Backend) *Server {
 	}
 	s := &Server{
 		cfg: cfg, backend: backend, log: cfg.Logger,
-		limiter:   newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
+		limiter:   connlimit.New(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		inUse:     map[int64]bool{},
 		listeners: map[net.Listener]bool{},
 		conns:     map[net.Conn]bool{},
@@ -160,8 +161,8 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		}
 		backoff = 0
 		connectionsTotal.Inc()
-		ip := remoteIP(conn.RemoteAddr())
-		if !s.limiter.acquire(ip) {
+		ip := connlimit.RemoteIP(conn.RemoteAddr())
+		if s.limiter.Acquire(ip) != connlimit.OK {
 			connectionsRefused.Inc()
 			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			io.WriteString(conn, "-ERR [SYS/TEMP] Too many connections, try again later\r\n")
@@ -169,7 +170,7 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 			continue
 		}
 		if !s.track(conn) {
-			s.limiter.release(ip)
+			s.limiter.Release(ip)
 			conn.Close()
 			return ErrServerClosed
 		}
@@ -177,7 +178,7 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		go func() {
 			defer s.wg.Done()
 			defer connectionsActive.Dec()
-			defer s.limiter.release(ip)
+			defer s.limiter.Release(ip)
 			defer s.untrack(conn)
 			if implicitTLS {
 				conn = tls.Server(conn, s.cfg.TLS)
@@ -244,47 +245,4 @@ func (s *Server) unlockUser(id int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inUse, id)
-}
-
-// connLimiter bounds connections in all and per client IP.
-type connLimiter struct {
-	max, perIP int
-	mu         sync.Mutex
-	total      int
-	byIP       map[string]int
-}
-
-func newConnLimiter(max, perIP int) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, byIP: map[string]int{}}
-}
-
-func (c *connLimiter) acquire(ip string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if (c.max > 0 && c.total >= c.max) || (c.perIP > 0 && c.byIP[ip] >= c.perIP) {
-		return false
-	}
-	c.total++
-	c.byIP[ip]++
-	return true
-}
-
-func (c *connLimiter) release(ip string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.total--
-	if c.byIP[ip]--; c.byIP[ip] <= 0 {
-		delete(c.byIP, ip)
-	}
-}
-
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }

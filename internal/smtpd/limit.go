@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/postern-mail/postern/internal/connlimit"
 )
 
 // limitListener refuses connections beyond a total and a per-IP limit with
@@ -15,18 +17,13 @@ import (
 type limitListener struct {
 	net.Listener
 	hostname string
-	maxTotal int
-	maxPerIP int
+	conns    *connlimit.Counter
 	// blocked reports IPs refused for a while (address harvesting).
 	blocked func(ip string) bool
-
-	mu    sync.Mutex
-	total int
-	perIP map[string]int
 }
 
 func newLimitListener(l net.Listener, hostname string, maxTotal, maxPerIP int) *limitListener {
-	return &limitListener{Listener: l, hostname: hostname, maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: map[string]int{}}
+	return &limitListener{Listener: l, hostname: hostname, conns: connlimit.New(maxTotal, maxPerIP)}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -37,25 +34,23 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		connectionsTotal.Inc()
 		ip := remoteIP(c.RemoteAddr())
-		l.mu.Lock()
 		reason := ""
-		switch {
-		case l.total >= l.maxTotal:
+		switch l.conns.Acquire(ip) {
+		case connlimit.TooMany:
 			reason = reasonTooManyConns
-		case l.perIP[ip] >= l.maxPerIP:
+		case connlimit.TooManyFromIP:
 			reason = reasonTooManyPerIP
-		case l.blocked != nil && l.blocked(ip):
-			reason = reasonProbing
+		default:
+			if l.blocked != nil && l.blocked(ip) {
+				l.conns.Release(ip)
+				reason = reasonProbing
+			}
 		}
 		if reason != "" {
-			l.mu.Unlock()
 			messagesRejected.WithLabelValues(reason).Inc()
 			go l.refuse(c, reason)
 			continue
 		}
-		l.total++
-		l.perIP[ip]++
-		l.mu.Unlock()
 		connectionsActive.Inc()
 		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
 	}
@@ -76,12 +71,7 @@ func (l *limitListener) refuse(c net.Conn, reason string) {
 
 func (l *limitListener) release(ip string) {
 	connectionsActive.Dec()
-	l.mu.Lock()
-	l.total--
-	if l.perIP[ip]--; l.perIP[ip] <= 0 {
-		delete(l.perIP, ip)
-	}
-	l.mu.Unlock()
+	l.conns.Release(ip)
 }
 
 type limitedConn struct {
@@ -131,13 +121,5 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
+// remoteIP is the client's IP without the port.
+func remoteIP(a net.Addr) string { return connlimit.RemoteIP(a) }
