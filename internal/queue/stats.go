@@ -16,9 +16,9 @@ func (a *atomicQueue) stats() (int, time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	es, err := q.st.QueueEntries(ctx)
-	if err != nil || len(es) == 0 {
+	n, oldest, err := q.st.QueueStats(ctx)
+	if err != nil || n == 0 {
 		return 0, 0
 	}
-	return len(es), q.cfg.Now().Sub(es[0].Created)
+	return n, q.cfg.Now().Sub(oldest)
 }

@@ -42,6 +42,9 @@ type QueueStore interface {
 	DueEntries(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error)
 	// NextDue returns the earliest next attempt of an entry not held (zero if none).
 	NextDue(ctx context.Context) (time.Time, error)
+	// QueueStats returns the number of entries and the creation time of the
+	// oldest (zero when empty), for metrics.
+	QueueStats(ctx context.Context) (int, time.Time, error)
 	// QueueEntries lists every entry, for the command line.
 	QueueEntries(ctx context.Context) ([]QueueEntry, error)
 	QueueEntry(ctx context.Context, id int64) (QueueEntry, error)

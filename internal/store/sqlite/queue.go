@@ -119,6 +119,19 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 	return fromMilli(t.Int64), nil
 }
 
+// QueueStats counts the queue and finds its oldest entry without reading it.
+func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*), min(created) FROM queue`).Scan(&n, &oldest); err != nil {
+		return 0, time.Time{}, err
+	}
+	if !oldest.Valid {
+		return n, time.Time{}, nil
+	}
+	return n, fromMilli(oldest.Int64), nil
+}
+
 // QueueEntries lists the whole queue, oldest first.
 func (s *Store) QueueEntries(ctx context.Context) ([]store.QueueEntry, error) {
 	return s.queryQueue(ctx, `ORDER BY q.created, q.id`)

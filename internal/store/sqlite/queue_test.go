@@ -39,3 +39,22 @@ func TestTraceAfterRemoteDelivery(t *testing.T) {
 		t.Fatal("an unknown Message-ID was found")
 	}
 }
+
+func TestQueueStats(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	if n, oldest, err := s.QueueStats(ctx); err != nil || n != 0 || !oldest.IsZero() {
+		t.Fatalf("empty queue stats: %d %v %v", n, oldest, err)
+	}
+	bw, _ := s.NewBlob()
+	io.WriteString(bw, "Subject: q\r\n\r\nx\r\n")
+	if err := s.Deliver(ctx, &store.Delivery{Blob: bw, From: "a@example.org",
+		Remote: []store.RemoteRecipient{{Address: "b@remote.example"}, {Address: "c@remote.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := s.QueueEntries(ctx)
+	n, oldest, err := s.QueueStats(ctx)
+	if err != nil || n != 2 || !oldest.Equal(es[0].Created) {
+		t.Fatalf("stats %d %v %v, want 2 entries, oldest %v", n, oldest, err, es[0].Created)
+	}
+}
