@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postern-mail/postern/internal/auth"
+	"github.com/postern-mail/postern/internal/store/sqlite"
 )
 
 func (a *app) domainCmd() *cobra.Command {
@@ -39,12 +40,7 @@ func (a *app) domainCmd() *cobra.Command {
 		},
 	}, &cobra.Command{
 		Use: "list", Short: "List hosted domains", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			ds, err := st.Domains(context.Background())
 			if err != nil {
 				return err
@@ -53,21 +49,16 @@ func (a *app) domainCmd() *cobra.Command {
 				fmt.Fprintln(a.stdout, d.Name)
 			}
 			return nil
-		},
+		}),
 	}, &cobra.Command{
 		Use: "remove NAME", Short: "Stop hosting a domain (it must have no users or aliases)", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			if err := st.RemoveDomain(context.Background(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "removed domain %s\n", strings.ToLower(args[0]))
 			return nil
-		},
+		}),
 	}, a.dkimRotateCmd())
 	return c
 }
@@ -175,12 +166,7 @@ func (a *app) userCmd() *cobra.Command {
 	passwd.Flags().BoolVar(&passwdStdin, "password-stdin", false, "read the password from the first line of standard input")
 	c.AddCommand(add, passwd, &cobra.Command{
 		Use: "list", Short: "List accounts", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			us, err := st.Users(context.Background())
 			if err != nil {
 				return err
@@ -189,21 +175,16 @@ func (a *app) userCmd() *cobra.Command {
 				fmt.Fprintln(a.stdout, u.Address)
 			}
 			return nil
-		},
+		}),
 	}, &cobra.Command{
 		Use: "remove ADDR", Short: "Delete an account and all its mail", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			if err := st.RemoveUser(context.Background(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "removed user %s\n", strings.ToLower(args[0]))
 			return nil
-		},
+		}),
 	})
 	return c
 }
@@ -212,26 +193,16 @@ func (a *app) aliasCmd() *cobra.Command {
 	c := &cobra.Command{Use: "alias", Short: "Manage aliases (one address delivering to local users)"}
 	c.AddCommand(&cobra.Command{
 		Use: "add ALIAS TARGET...", Short: "Deliver mail for ALIAS to each TARGET (local users, or remote addresses to forward to; @domain makes a catch-all)", Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			if err := st.AddAlias(context.Background(), args[0], args[1:]); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "added alias %s -> %s\n", strings.ToLower(args[0]), strings.ToLower(strings.Join(args[1:], ", ")))
 			return nil
-		},
+		}),
 	}, &cobra.Command{
 		Use: "list", Short: "List aliases and their targets", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			as, err := st.Aliases(context.Background())
 			if err != nil {
 				return err
@@ -240,21 +211,16 @@ func (a *app) aliasCmd() *cobra.Command {
 				fmt.Fprintf(a.stdout, "%s -> %s\n", al.Address, strings.Join(al.Targets, ", "))
 			}
 			return nil
-		},
+		}),
 	}, &cobra.Command{
 		Use: "remove ALIAS", Short: "Delete an alias", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			if err := st.RemoveAlias(context.Background(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "removed alias %s\n", strings.ToLower(args[0]))
 			return nil
-		},
+		}),
 	})
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/postern-mail/postern/internal/mbox"
+	"github.com/postern-mail/postern/internal/store/sqlite"
 )
 
 func (a *app) mailboxCmd() *cobra.Command {
@@ -15,12 +16,7 @@ func (a *app) mailboxCmd() *cobra.Command {
 	var name string
 	export := &cobra.Command{
 		Use: "export ADDR", Short: "Write a mailbox to standard output as mboxrd (for backups)", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			ctx := context.Background()
 			u, err := st.UserByAddress(ctx, args[0])
 			if err != nil {
@@ -47,17 +43,12 @@ func (a *app) mailboxCmd() *cobra.Command {
 				}
 			}
 			return w.Flush()
-		},
+		}),
 	}
 	export.Flags().StringVar(&name, "mailbox", "INBOX", "mailbox name")
 	c.AddCommand(export, &cobra.Command{
 		Use: "list ADDR", Short: "List a user's mailboxes with message counts", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			ctx := context.Background()
 			u, err := st.UserByAddress(ctx, args[0])
 			if err != nil {
@@ -72,7 +63,7 @@ func (a *app) mailboxCmd() *cobra.Command {
 				fmt.Fprintf(a.stdout, "%-12s %8d %8d %12d\n", m.Name, m.Messages, m.Unseen, m.Size)
 			}
 			return nil
-		},
+		}),
 	})
 	return c
 }
@@ -80,12 +71,7 @@ func (a *app) mailboxCmd() *cobra.Command {
 func (a *app) traceCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "trace ID|MESSAGE-ID", Short: "Show a message's journey by queue ID or Message-ID", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			evs, err := st.Events(context.Background(), args[0])
 			if err != nil {
 				return err
@@ -94,6 +80,6 @@ func (a *app) traceCmd() *cobra.Command {
 				fmt.Fprintf(a.stdout, "%s %s %-10s %s\n", e.Time.UTC().Format(time.RFC3339Nano), e.QueueID, e.Kind, e.Detail)
 			}
 			return nil
-		},
+		}),
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern-mail/postern/internal/queue"
 	"github.com/postern-mail/postern/internal/store"
+	"github.com/postern-mail/postern/internal/store/sqlite"
 )
 
 // queueEntryJSON is the stable JSON form of a queue entry (postern queue
@@ -55,12 +56,7 @@ func (a *app) queueCmd() *cobra.Command {
 	var listJSON bool
 	list := &cobra.Command{
 		Use: "list", Short: "List queued recipients", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: a.withStore(func(st *sqlite.Store, args []string) error {
 			es, err := st.QueueEntries(context.Background())
 			if err != nil {
 				return err
@@ -92,7 +88,7 @@ func (a *app) queueCmd() *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "one JSON document: {\"entries\": [...]}")
 	show := &cobra.Command{

@@ -56,6 +56,20 @@ func (a *app) openStore() (*sqlite.Store, *config.Config, error) {
 	return st, cfg, nil
 }
 
+// withStore adapts a command body that works on the store: it opens the
+// configured data directory (the server may be running or not), runs fn,
+// and closes the store.
+func (a *app) withStore(fn func(st *sqlite.Store, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		st, _, err := a.openStore()
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return fn(st, args)
+	}
+}
+
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
