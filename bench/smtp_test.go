@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -267,5 +266,3 @@ func BenchmarkSMTPAccept10KiB20(b *testing.B) {
 	b.ReportMetric((after["postern_store_fsyncs_total"]-before["postern_store_fsyncs_total"])/accepted, "fsyncs/msg")
 	b.ReportMetric(accepted/(after["postern_store_commits_total"]-before["postern_store_commits_total"]), "msgs/commit")
 }
-
-var _ = strings.TrimSpace

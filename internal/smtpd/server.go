@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -150,11 +150,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type slogAdapter struct{ l *slog.Logger }
 
 func (a slogAdapter) Printf(format string, v ...interface{}) {
-	a.l.Debug("smtp", "detail", strings.TrimSpace(sprintf(format, v...)))
+	a.l.Debug("smtp", "detail", strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 func (a slogAdapter) Println(v ...interface{}) {
-	a.l.Debug("smtp", "detail", strings.TrimSpace(sprintln(v...)))
+	a.l.Debug("smtp", "detail", strings.TrimSpace(fmt.Sprintln(v...)))
 }
-
-var _ io.Writer = (*strings.Builder)(nil)

@@ -21,8 +21,6 @@ import (
 	"github.com/postern-mail/postern/internal/store"
 )
 
-var sprintf, sprintln = fmt.Sprintf, fmt.Sprintln
-
 // recipient is one accepted RCPT TO and the users it reaches.
 type recipient struct {
 	address string

@@ -469,5 +469,3 @@ func (s *Store) aliasUsers(ctx context.Context, alias string) ([]store.User, err
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
-
-var _ = time.Now

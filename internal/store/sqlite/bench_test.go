@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"io"
 	"sync/atomic"
 	"testing"
 
@@ -48,5 +47,3 @@ func BenchmarkDeliver10KiB20(b *testing.B) {
 	b.ReportMetric(float64(b.N)/float64(Commits.Load()-c0), "msgs/commit")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
-
-var _ = io.Discard
