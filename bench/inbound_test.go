@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,56 +17,6 @@ var (
 	inboundN        = flag.Int("inbound.n", 5000, "messages sent by BenchmarkSMTPInboundVsPostfix (the issue's figure is 20000)")
 	inboundSessions = flag.Int("inbound.sessions", 20, "concurrent SMTP sessions")
 )
-
-// loadResult is one run of the SMTP load.
-type loadResult struct {
-	elapsed  time.Duration
-	p50, p99 time.Duration
-}
-
-// runLoad sends n 10 KiB messages over the given number of sessions (one
-// connection each, reused) and measures MAIL-to-250 latencies.
-func runLoad(b *testing.B, addr, rcpt string, n, sessions int) loadResult {
-	msg := message10KiB()
-	var next atomic.Int64
-	var failed atomic.Int64
-	lat := make([][]time.Duration, sessions)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < sessions; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			cl, err := dial(addr)
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			defer cl.c.Close()
-			for next.Add(1) <= int64(n) {
-				t0 := time.Now()
-				if err := cl.send("load@example.org", rcpt, msg); err != nil {
-					failed.Add(1)
-					return
-				}
-				lat[i] = append(lat[i], time.Since(t0))
-			}
-			cl.cmd("QUIT", 221)
-		}(i)
-	}
-	wg.Wait()
-	r := loadResult{elapsed: time.Since(start)}
-	if failed.Load() > 0 {
-		b.Fatalf("%d sessions failed against %s", failed.Load(), addr)
-	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
-	return r
-}
 
 // BenchmarkSMTPInboundVsPostfix sends the same load, -inbound.n messages of
 // 10 KiB over -inbound.sessions sessions, to Postern and to a private
