@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,17 +69,7 @@ var (
 )
 
 // Commits counts committed index transactions (one WAL fsync each).
-var Commits = &commitCounter{}
-
-type commitCounter struct {
-	mu sync.Mutex
-	n  int64
-}
-
-func (c *commitCounter) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
-
-// Load returns the number of commits so far.
-func (c *commitCounter) Load() int64 { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+var Commits atomic.Int64
 
 const maxBatch = 256
 
@@ -333,7 +324,7 @@ func (s *Store) runBatch(batch []*writeReq) {
 		goto reply
 	}
 	committed = true
-	Commits.add()
+	Commits.Add(1)
 	commitsTotal.Inc()
 reply:
 	commitSeconds.Observe(time.Since(start).Seconds())
