@@ -35,6 +35,8 @@ var (
 	drainSessions = flag.Int("drain.sessions", 10, "concurrent SMTP sessions used to fill each queue (not timed)")
 	drainDKIM     = flag.Bool("drain.dkim", true, "Postern signs the drained mail with DKIM (its default for mail from local senders); "+
 		"false fills its queue through forwarding aliases on the MX instead, which are not signed, like Postfix's relaying here")
+	drainProfile = flag.String("drain.cpuprofile", "", "write a CPU profile of the Postern process while it drains the queue to this file, "+
+		"relative to bench/ (-cpuprofile profiles only the test process)")
 )
 
 // sinkIP is where smtp-sink listens: every destination domain's MX for
@@ -86,13 +88,13 @@ func BenchmarkQueueDrain(b *testing.B) {
 		// every entry due, start the sink, start Postern and time it.
 		pn := newDrainPostern(b, domains, sinkPort)
 		if *drainDKIM {
-			pn.start(b)
+			pn.start(b, "")
 			fill(b, pn.submission, from, pn.password, msg, n, rcpt)
 		} else {
 			for d := 0; d < domains; d++ {
 				pn.cli(b, "", "alias", "add", fwd(d), fmt.Sprintf("user%d@d%02d.test", d, d))
 			}
-			pn.start(b)
+			pn.start(b, "")
 			fill(b, pn.smtp, from, "", msg, n, fwd)
 		}
 		pn.waitMetric(b, `postern_queue_deliveries_total{result="deferred"}`, float64(n), 5*time.Minute)
@@ -101,7 +103,7 @@ func BenchmarkQueueDrain(b *testing.B) {
 		sink := startSink(b, sinkBin, sinkAddr)
 		sess0 := sink.sessions()
 		t0 := time.Now()
-		pn.start(b)
+		pn.start(b, *drainProfile)
 		sink.waitCount(b, n, 10*time.Minute)
 		posternTime := time.Since(t0)
 		pn.waitMetric(b, "postern_queue_entries", 0, time.Minute)
@@ -311,8 +313,14 @@ func (p *drainPostern) cli(b *testing.B, stdin string, args ...string) string {
 	return string(out)
 }
 
-func (p *drainPostern) start(b *testing.B) {
-	p.cmd = exec.Command(p.bin, "serve", "--config", p.config, "--log-level", "warn")
+// start runs postern serve and waits until it is ready; with a profile path,
+// it writes a CPU profile of its run there when stopped.
+func (p *drainPostern) start(b *testing.B, profile string) {
+	args := []string{"serve", "--config", p.config, "--log-level", "warn"}
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
+	}
+	p.cmd = exec.Command(p.bin, args...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
