@@ -100,7 +100,7 @@ func newTestServer(t *testing.T, change func(*smtpd.Config)) *testServer {
 
 // selfSignedTLS makes a throwaway certificate for testHostname and a client
 // config that trusts it.
-func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
+func selfSignedTLS(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -1,0 +1,335 @@
+package smtpd_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/postern-mail/postern/internal/smtpd"
+	"github.com/postern-mail/postern/internal/store"
+	"github.com/postern-mail/postern/internal/store/sqlite"
+)
+
+// fuzzPass is alice's password in FuzzSMTPSession. Her hash uses tiny
+// argon2 parameters so that a correct AUTH costs microseconds, not the
+// tens of milliseconds of the default ones.
+const fuzzPass = "fuzz-secret"
+
+// FuzzSMTPSession feeds a fuzzed client byte stream to a whole SMTP
+// session over loopback TCP, against a real store. The first byte picks
+// the listener and the pacing: bit 0 set is submission over implicit TLS
+// (AUTH reachable), otherwise the MX; bit 1 set writes the input line by
+// line, otherwise in one write (everything pipelined). Seeds use '0' to
+// '3'. The client then half-closes and reads until the server closes.
+//
+// Checked: no session panics (go-smtp recovers them; the log tells), the
+// server ends the session, every reply line is "ddd" then space or dash
+// and ends in CRLF (until a STARTTLS handshake starts), and every message
+// handed to the store has only CRLF line ends.
+func FuzzSMTPSession(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add([]byte(s))
+	}
+	fs := newFuzzServers(f)
+	f.Fuzz(func(t *testing.T, input []byte) {
+		if len(input) == 0 {
+			return
+		}
+		mode, input := input[0], input[1:]
+		fs.run(t, mode&1 != 0, mode&2 != 0, input)
+	})
+}
+
+// fuzzSeeds are dialogues for FuzzSMTPSession (first byte: the mode).
+func fuzzSeeds() []string {
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice@example.org\x00" + fuzzPass))
+	user := base64.StdEncoding.EncodeToString([]byte("alice@example.org"))
+	pass := base64.StdEncoding.EncodeToString([]byte(fuzzPass))
+	msg := "From: bob@example.net\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nbody\r\n..dot\r\n"
+	return []string{
+		// MX: a plain delivery, one command per write.
+		"2EHLO client.example.net\r\nMAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n" + msg + ".\r\nQUIT\r\n",
+		// MX: pipelined, alias, several recipients, RSET, NOOP, HELP, VRFY, EXPN.
+		"0EHLO c\r\nMAIL FROM:<> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<team@example.org>\r\nRCPT TO:<carol@example.org>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\n" + msg + ".\r\nRSET\r\nNOOP\r\nHELP\r\nVRFY alice\r\nEXPN team\r\nQUIT\r\n",
+		// MX: BDAT (CHUNKING), then BDAT LAST with a zero chunk.
+		"0EHLO c\r\nMAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.org>\r\nBDAT 21\r\nSubject: x\r\n\r\nhello\r\nBDAT 0 LAST\r\nQUIT\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nBDAT 11 LAST\r\nx\r\n\r\nbody\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nBDAT 5\r\nab\r\nDATA\r\n",
+		// SMTP smuggling: each end-of-data variant then a pipelined second transaction.
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: 1\r\n\r\nx\n.\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: 2\r\n\r\ny\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\n.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\rMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r.\rMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n\x00.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nBDAT 30 LAST\r\nx\r\n.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
+		// STARTTLS with pipelined plaintext (CVE-2011-0411), and alone.
+		"0EHLO c\r\nSTARTTLS\r\nRSET\r\n",
+		"2EHLO c\r\nSTARTTLS\r\n\x16\x03\x01\x00\x05hello",
+		// Relay attempts as nmap's smtp-open-relay tries them.
+		"2HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<to%d.test@[192.0.2.9]>\r\nRCPT TO:<\"to@d.test\">\r\nRCPT TO:<to@d.test@[192.0.2.9]>\r\nRCPT TO:<@[192.0.2.9]:to@d.test>\r\nRCPT TO:<d.test!to>\r\nRCPT TO:<d.test!to@[192.0.2.9]>\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<alice@[127.0.0.1]>\r\n",
+		// Odd syntax, parameters and bytes.
+		"0EHLO\r\nHELO\r\nMAIL FROM:alice@example.org\r\nMAIL FROM:<a@b> SIZE=x RET=FULL ENVID=a+2Bb\r\nMAIL FROM:<\"quoted local\"@b.test> SMTPUTF8 AUTH=<>\r\nRCPT TO:<alice@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b\r\nRCPT TO:<älice@example.org>\r\nRCPT TO:<alice@example.org\r\nDATA\r\n",
+		"2EHLO a\rb\r\nMAIL FROM:<a\x00@b.test>\r\nMAIL FROM:<a@b.test> X=\r\x01\r\n\xff\xfe\r\n\n\n\r\r\r\nRCPT TO:<>\r\nBDAT x\r\nBDAT 99999999999999999999\r\nBDAT -1\r\nAUTH PLAIN\r\n*\r\nQUIT\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n" + strings.Repeat("x", 1100) + "\r\n.\r\n",
+		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nReceived: a\r\nReceived: b\r\nAuthentication-Results: mx.example.org; spf=pass\r\nFrom: a@b, c@d\r\n\r\n.\r\n",
+		// Submission over implicit TLS: AUTH PLAIN and LOGIN, relaying out.
+		"1EHLO c\r\nAUTH PLAIN " + plain + "\r\nMAIL FROM:<alice@example.org> RET=HDRS ENVID=x\r\nRCPT TO:<someone@elsewhere.test> NOTIFY=NEVER\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n" + msg + ".\r\nQUIT\r\n",
+		"3EHLO c\r\nAUTH LOGIN\r\n" + user + "\r\n" + pass + "\r\nMAIL FROM:<team@example.org>\r\nRCPT TO:<x@y.test>\r\nBDAT 11 LAST\r\nx\r\n\r\nbody\r\nQUIT\r\n",
+		"1EHLO c\r\nMAIL FROM:<alice@example.org>\r\nAUTH PLAIN\r\n" + plain + "\r\nAUTH PLAIN " + plain + "\r\nMAIL FROM:<carol@example.org>\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\nDATA\r\nx\r\n.\r\n",
+		"3EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN YWxpY2VAZXhhbXBsZS5vcmc=\r\nd3Jvbmc=\r\nAUTH CRAM-MD5\r\nAUTH PLAIN =\r\nAUTH PLAIN !!!\r\nAUTH\r\n",
+	}
+}
+
+// fuzzServers are one store and two listeners (MX and submission over
+// implicit TLS) shared by every run of a fuzz process.
+type fuzzServers struct {
+	mx, sub string
+	client  *tls.Config
+	panics  atomic.Int64
+	bad     atomic.Pointer[string] // a stored message with a bare CR or LF
+}
+
+func newFuzzServers(f *testing.F) *fuzzServers {
+	dir := f.TempDir()
+	st, err := sqlite.Open(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := st.AddDomain(ctx, "example.org"); err != nil {
+		f.Fatal(err)
+	}
+	salt := []byte("0123456789abcdef")
+	key := argon2.IDKey([]byte(fuzzPass), salt, 1, 8, 1, 32)
+	b64 := base64.RawStdEncoding
+	hash := fmt.Sprintf("$argon2id$v=%d$m=8,t=1,p=1$%s$%s", argon2.Version, b64.EncodeToString(salt), b64.EncodeToString(key))
+	for _, u := range []string{"alice@example.org", "bob@example.org", "carol@example.org"} {
+		if _, err := st.AddUser(ctx, u, hash); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := st.AddAlias(ctx, "team@example.org", []string{"alice@example.org", "bob@example.org"}); err != nil {
+		f.Fatal(err)
+	}
+	fs := &fuzzServers{}
+	be := &checkingBackend{Backend: st, bad: &fs.bad}
+	var serverTLS *tls.Config
+	serverTLS, fs.client = selfSignedTLS(f)
+	for _, submission := range []bool{false, true} {
+		cfg := smtpd.Config{
+			Hostname:            testHostname,
+			TLS:                 serverTLS,
+			MaxMessageBytes:     64 << 10,
+			MaxRecipients:       20,
+			MaxConnections:      100,
+			MaxConnectionsPerIP: 100,
+			MaxLineLength:       2000,
+			CommandTimeout:      5 * time.Second,
+			DataTimeout:         5 * time.Second,
+			Logger:              slog.New(&panicWatch{panics: &fs.panics}),
+			Submission:          submission,
+		}
+		srv := smtpd.New(cfg, be)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			f.Fatal(err)
+		}
+		if submission {
+			fs.sub = l.Addr().String()
+			go srv.ServeTLS(l, serverTLS)
+		} else {
+			fs.mx = l.Addr().String()
+			go srv.Serve(l)
+		}
+		f.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+		})
+	}
+	return fs
+}
+
+// replyLine is one line of an SMTP reply (RFC 5321 4.2). A bare CR is
+// let through for now: go-smtp echoes the EHLO argument, CR included, and
+// refusing CR, LF and NUL in EHLO (501) is the input validation work.
+var replyLine = regexp.MustCompile(`^[2-5][0-9][0-9]([ -][^\n]*)?$`)
+
+// run is one session: it sends input, half-closes, reads every reply and
+// checks them.
+func (fs *fuzzServers) run(t *testing.T, submission, lineByLine bool, input []byte) {
+	addr := fs.mx
+	if submission {
+		addr = fs.sub
+	}
+	tc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No TIME_WAIT left behind: thousands of runs would use up the ports.
+	defer func() { tc.(*net.TCPConn).SetLinger(0); tc.Close() }()
+	tc.SetDeadline(time.Now().Add(20 * time.Second))
+	var c net.Conn = tc
+	closeWrite := tc.(*net.TCPConn).CloseWrite
+	if submission {
+		tlsc := tls.Client(tc, fs.client)
+		if err := tlsc.Handshake(); err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		c, closeWrite = tlsc, tlsc.CloseWrite
+	}
+	before := fs.panics.Load()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if lineByLine {
+			for rest := input; len(rest) > 0; {
+				i := bytes.IndexByte(rest, '\n') + 1
+				if i == 0 {
+					i = len(rest)
+				}
+				if _, err := c.Write(rest[:i]); err != nil {
+					return // the server closed: what it said is checked below
+				}
+				rest = rest[i:]
+			}
+		} else if _, err := c.Write(input); err != nil {
+			return
+		}
+		closeWrite()
+	}()
+	out, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("session did not end; input %q; output %q", input, out)
+	}
+	wg.Wait()
+	if fs.panics.Load() != before {
+		t.Fatalf("a session panicked on %q", input)
+	}
+	if bad := fs.bad.Swap(nil); bad != nil {
+		t.Fatalf("stored a message with a bare CR or LF on %q: %q", input, *bad)
+	}
+	checkReplies(t, out, submission, input)
+}
+
+// checkReplies checks that out is SMTP reply lines, each ending in CRLF.
+// On the MX it stops at "220 2.0.0" after the greeting: TLS follows.
+func checkReplies(t *testing.T, out []byte, submission bool, input []byte) {
+	first := true
+	for len(out) > 0 {
+		i := bytes.Index(out, []byte("\r\n"))
+		if i < 0 {
+			t.Fatalf("reply %q does not end in CRLF; input %q", out, input)
+		}
+		line := string(out[:i])
+		out = out[i+2:]
+		if !replyLine.MatchString(line) {
+			t.Fatalf("malformed reply line %q; input %q", line, input)
+		}
+		if !submission && !first && strings.HasPrefix(line, "220 2.0.0 ") {
+			return
+		}
+		first = false
+	}
+}
+
+// checkingBackend is the store, with a look at every message delivered:
+// the first one with a bare CR or LF is recorded in bad.
+type checkingBackend struct {
+	smtpd.Backend
+	bad *atomic.Pointer[string]
+}
+
+// teeBlob keeps a copy of what the server writes to the store's blob.
+type teeBlob struct {
+	store.BlobWriter
+	buf bytes.Buffer
+}
+
+func (b *teeBlob) Write(p []byte) (int, error) {
+	b.buf.Write(p)
+	return b.BlobWriter.Write(p)
+}
+
+func (cb *checkingBackend) NewBlob() (store.BlobWriter, error) {
+	bw, err := cb.Backend.NewBlob()
+	if err != nil {
+		return nil, err
+	}
+	return &teeBlob{BlobWriter: bw}, nil
+}
+
+func (cb *checkingBackend) Deliver(ctx context.Context, d *store.Delivery) error {
+	tb := d.Blob.(*teeBlob)
+	data := tb.buf.Bytes()
+	for _, r := range d.Recipients {
+		if !crlfOnly(r.Prefix) {
+			s := string(r.Prefix)
+			cb.bad.Store(&s)
+		}
+	}
+	if !crlfOnly(data) {
+		s := string(data)
+		cb.bad.Store(&s)
+	}
+	dd := *d
+	dd.Blob = tb.BlobWriter
+	return cb.Backend.Deliver(ctx, &dd)
+}
+
+// crlfOnly reports whether every CR and LF in b is part of a CRLF.
+func crlfOnly(b []byte) bool {
+	for i, c := range b {
+		switch c {
+		case '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return false
+			}
+		case '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// panicWatch is a log handler that counts the panics go-smtp recovers
+// from (it logs "panic serving ..." through the server's logger).
+type panicWatch struct {
+	panics *atomic.Int64
+}
+
+func (h *panicWatch) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *panicWatch) Handle(_ context.Context, r slog.Record) error {
+	found := strings.Contains(r.Message, "panic")
+	r.Attrs(func(a slog.Attr) bool {
+		if strings.Contains(a.Value.String(), "panic serving") {
+			found = true
+		}
+		return !found
+	})
+	if found {
+		h.panics.Add(1)
+	}
+	return nil
+}
+
+func (h *panicWatch) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *panicWatch) WithGroup(string) slog.Handler      { return h }
