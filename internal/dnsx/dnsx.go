@@ -69,6 +69,7 @@ type Resolver struct {
 	server  string // "host:port"; empty: the system resolver
 	timeout time.Duration
 	sys     *net.Resolver
+	cache   *cache // for server
 }
 
 // New returns a Resolver that asks server ("host:port") or, when server is
@@ -82,7 +83,7 @@ func New(server string, timeout time.Duration) *Resolver {
 			server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
 		}
 	}
-	return &Resolver{server: server, timeout: timeout, sys: net.DefaultResolver}
+	return &Resolver{server: server, timeout: timeout, sys: net.DefaultResolver, cache: newCache(time.Now)}
 }
 
 // normalize lower-cases name and strips its trailing dot.
@@ -237,20 +238,15 @@ func answerHas(msg *dns.Msg, name string) bool {
 	return false
 }
 
-// query sends one question to the configured server, over UDP and again over
-// TCP when the answer is truncated.
+// query asks the configured server one question (MX, A and AAAA through
+// the cache) and maps its response code to our errors.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	q := new(dns.Msg)
-	q.SetQuestion(dns.Fqdn(name), qtype)
-	q.RecursionDesired = true
-	q.SetEdns0(1232, false)
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	c := &dns.Client{Net: "udp", Timeout: r.timeout}
-	resp, _, err := c.ExchangeContext(ctx, q, r.server)
-	if err == nil && resp.Truncated {
-		c.Net = "tcp"
-		resp, _, err = c.ExchangeContext(ctx, q, r.server)
+	var resp *dns.Msg
+	var err error
+	if cached(qtype) {
+		resp, err = r.cache.get(ctx, name, qtype, func() (*dns.Msg, error) { return r.exchange(ctx, name, qtype) })
+	} else {
+		resp, err = r.exchange(ctx, name, qtype)
 	}
 	if err != nil {
 		return nil, &TempError{Name: name, Reason: err.Error()}
@@ -263,6 +259,24 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	default:
 		return nil, &TempError{Name: name, Reason: dns.RcodeToString[resp.Rcode]}
 	}
+}
+
+// exchange sends one question to the configured server, over UDP and again
+// over TCP when the answer is truncated.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	q.RecursionDesired = true
+	q.SetEdns0(1232, false)
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	c := &dns.Client{Net: "udp", Timeout: r.timeout}
+	resp, _, err := c.ExchangeContext(ctx, q, r.server)
+	if err == nil && resp.Truncated {
+		c.Net = "tcp"
+		resp, _, err = c.ExchangeContext(ctx, q, r.server)
+	}
+	return resp, err
 }
 
 // sysErr maps an error of net.Resolver to ours.

@@ -1,7 +1,10 @@
 // Package dnstest runs a small authoritative-and-recursive-looking DNS server
 // on loopback for tests: it answers from a zone given as a map, follows
 // CNAMEs inside that zone as a recursive resolver would, answers NXDOMAIN for
-// names it does not know and SERVFAIL for names marked with ServFail.
+// names it does not know and SERVFAIL for names marked with ServFail. A
+// negative answer (NXDOMAIN, or no record of the type asked) carries the SOA
+// of the nearest enclosing name that has one in the zone, as its negative
+// TTL (RFC 2308).
 package dnstest
 
 import (
@@ -171,6 +174,11 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		}
 		name = next
 	}
+	if len(resp.Answer) == 0 && (resp.Rcode == dns.RcodeSuccess || resp.Rcode == dns.RcodeNameError) {
+		if soa := s.soaFor(key(q.Name)); soa != nil {
+			resp.Ns = append(resp.Ns, soa)
+		}
+	}
 	if w.RemoteAddr().Network() == "udp" {
 		size := dns.MinMsgSize
 		if o := req.IsEdns0(); o != nil {
@@ -179,6 +187,22 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		resp.Truncate(size) // sets TC: the client asks again over TCP
 	}
 	w.WriteMsg(resp)
+}
+
+// soaFor returns the SOA of name or of its nearest parent that has one (s.mu held).
+func (s *Server) soaFor(name string) dns.RR {
+	for n := name; ; {
+		for _, rr := range s.zone[n] {
+			if rr.Header().Rrtype == dns.TypeSOA {
+				return withName(rr, n)
+			}
+		}
+		i := strings.IndexByte(n, '.')
+		if i < 0 || i == len(n)-1 {
+			return nil
+		}
+		n = n[i+1:]
+	}
 }
 
 func isServFail(rrs []dns.RR) bool {
