@@ -48,14 +48,25 @@ func imapSeconds() time.Duration {
 }
 
 // imapServer is a server under load: its IMAPS address and, for Postern,
-// its process (for RSS).
+// its process (for RSS), SMTP listener and data directory; for Dovecot,
+// the user's Maildir.
 type imapServer struct {
 	addr  string
 	pid   int
 	admin string // Postern's /metrics
+	smtp  string // Postern's SMTP listener
+	dir   string // Postern's data directory, or the user's Maildir for Dovecot
 }
 
+// startPosternIMAP starts Postern with imapMessages messages in INBOX.
 func startPosternIMAP(b *testing.B, env ...string) imapServer {
+	srv := startPosternEmpty(b, env...)
+	imapFill(b, srv.addr)
+	return srv
+}
+
+// startPosternEmpty starts Postern with user imapUser and an empty INBOX.
+func startPosternEmpty(b *testing.B, env ...string) imapServer {
 	bin := postern(b)
 	dir := b.TempDir()
 	smtpAddr, imapsAddr, admin := freePort(b), freePort(b), freePort(b)
@@ -109,12 +120,22 @@ max_connections_per_ip = 2000
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	srv := imapServer{addr: imapsAddr, pid: cmd.Process.Pid, admin: admin}
-	imapFill(b, srv.addr)
-	return srv
+	return imapServer{addr: imapsAddr, pid: cmd.Process.Pid, admin: admin, smtp: smtpAddr, dir: filepath.Join(dir, "data")}
 }
 
+// startDovecotIMAP starts Dovecot with imapMessages messages in INBOX; it
+// reports false if Dovecot's IMAP cannot run here.
 func startDovecotIMAP(b *testing.B) (imapServer, bool) {
+	srv, ok := startDovecotEmpty(b)
+	if ok {
+		imapFill(b, srv.addr)
+	}
+	return srv, ok
+}
+
+// startDovecotEmpty starts Dovecot with user imapUser, whose Maildir is
+// srv.dir (owned by uid 65534).
+func startDovecotEmpty(b *testing.B) (imapServer, bool) {
 	dovecot, err := exec.LookPath("dovecot")
 	if err != nil {
 		dovecot = "/usr/sbin/dovecot"
@@ -213,9 +234,8 @@ service imap {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	srv := imapServer{addr: addr}
-	imapFill(b, srv.addr)
-	return srv, true
+	local, _, _ := strings.Cut(imapUser, "@") // %n in mail_location
+	return imapServer{addr: addr, dir: filepath.Join(dir, "mail", local)}, true
 }
 
 func imapDial(addr string) (*imapclient.Client, error) {
