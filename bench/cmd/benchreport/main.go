@@ -38,7 +38,7 @@ type Row struct {
 }
 
 func lowerIsBetter(figure string) bool {
-	for _, s := range []string{"-ms", "s/download", "MiB", "fsyncs"} {
+	for _, s := range []string{"-ms", "s/download", "MiB", "fsyncs", "-growth"} {
 		if strings.HasSuffix(figure, s) {
 			return true
 		}
