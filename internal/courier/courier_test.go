@@ -17,7 +17,7 @@ import (
 const testMsg = "From: a@sender.test\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello.\r\n.leading dot\r\n..two dots\r\n"
 
 func TestDeliverOneTransaction(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port, withMaxSize(1<<20))
 	c := newCourier(t, port, zone(
 		"example.org. MX 10 mx.example.org.",
@@ -45,7 +45,7 @@ func TestDeliverOneTransaction(t *testing.T) {
 }
 
 func TestRecipientResults(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	rcv.rejectRcpt["nobody@example.org"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	rcv.rejectRcpt["later@example.org"] = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "try later"}
@@ -72,7 +72,7 @@ func TestRecipientResults(t *testing.T) {
 }
 
 func TestDataRejected(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	rcv.rejectRcpt["nobody@example.org"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	rcv.dataErr = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "spam"}
@@ -88,7 +88,7 @@ func TestDataRejected(t *testing.T) {
 }
 
 func TestSecondMXWhenFirstDown(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.3")
 	rcv := startReceiver(t, "127.0.0.3", port)
 	c := newCourier(t, port, zone(
 		"example.org. MX 10 mx1.example.org.",
@@ -107,7 +107,7 @@ func TestSecondMXWhenFirstDown(t *testing.T) {
 }
 
 func TestNextIPAndNextMXOn4xxGreeting(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.4", "127.0.0.6")
 	busy := startReceiver(t, "127.0.0.4", port)
 	busy.sessionErr = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "too busy"}
 	rcv := startReceiver(t, "127.0.0.6", port)
@@ -142,7 +142,7 @@ func TestAllMXDown(t *testing.T) {
 }
 
 func TestImplicitMX(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("example.org. A 127.0.0.1"))
 	att := deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org")
@@ -156,7 +156,7 @@ func TestImplicitMX(t *testing.T) {
 }
 
 func TestDNSFailures(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone(
 		"nomail.example. MX 0 .",
@@ -185,7 +185,7 @@ func TestDNSFailures(t *testing.T) {
 }
 
 func TestSTARTTLS(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	cert, roots := testCert(t, "mx.example.org")
 	rcv := startReceiver(t, "127.0.0.1", port, withTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
 	z := zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1")
@@ -210,7 +210,7 @@ func TestSTARTTLS(t *testing.T) {
 }
 
 func TestSTARTTLSFailureFallsBackToPlaintext(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port, withTLS(brokenTLS()))
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	att := deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org")
@@ -225,7 +225,7 @@ func TestSTARTTLSFailureFallsBackToPlaintext(t *testing.T) {
 }
 
 func TestLineEndsNormalized(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	src := "Subject: lf\n\nline1\nline2\rline3\r\r\n.dot\nlast\r"
@@ -262,7 +262,7 @@ func TestLineEndsAcrossWrites(t *testing.T) {
 }
 
 func TestConnectionReused(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	cert, _ := testCert(t, "mx.example.org")
 	rcv := startReceiver(t, "127.0.0.1", port, withTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
 	rcv.rejectRcpt["nobody@example.org"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
@@ -292,7 +292,7 @@ func TestConnectionReused(t *testing.T) {
 
 // A pooled connection the remote has closed is replaced by a new one.
 func TestStalePooledConnection(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org"), "250 2.0.0")
@@ -305,7 +305,7 @@ func TestStalePooledConnection(t *testing.T) {
 }
 
 func TestSmarthostAuthOverTLS(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	cert, _ := testCert(t, "relay.test")
 	rcv := startReceiver(t, "127.0.0.1", port,
 		withTLS(&tls.Config{Certificates: []tls.Certificate{cert}}), withAuth("postern", "s3cret"))
@@ -333,7 +333,7 @@ func TestSmarthostAuthOverTLS(t *testing.T) {
 }
 
 func TestSmarthostNoCredentialsWithoutTLS(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port, withAuth("postern", "s3cret"))
 	rcv.srv.AllowInsecureAuth = true
 	c := newCourier(t, 1, zone("unrelated.test. A 192.0.2.1"), func(cfg *Config) {
@@ -348,7 +348,7 @@ func TestSmarthostNoCredentialsWithoutTLS(t *testing.T) {
 }
 
 func TestSMTPUTF8(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1", "127.0.0.2")
 	plain := startReceiver(t, "127.0.0.1", port)
 	utf8 := startReceiver(t, "127.0.0.2", port, withUTF8())
 	c := newCourier(t, port, zone(
@@ -370,7 +370,7 @@ func TestSMTPUTF8(t *testing.T) {
 }
 
 func TestPerDomainConcurrency(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	rcv.dataDelay = 150 * time.Millisecond
 	c := newCourier(t, port, zone(
@@ -413,7 +413,7 @@ func TestPerDomainConcurrency(t *testing.T) {
 }
 
 func TestSourceUnreadable(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	open := func() (io.ReadCloser, error) { return nil, errors.New("blob gone") }

@@ -20,10 +20,7 @@ type fakeServer struct {
 
 func startFake(t *testing.T, ip string, port int, greeting string, answer func(cmd string) string) *fakeServer {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t, ip, port)
 	t.Cleanup(func() { l.Close() })
 	f := &fakeServer{}
 	go func() {
@@ -101,7 +98,7 @@ func oldServer(cmd string) string {
 }
 
 func TestHELOFallback(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	f := startFake(t, "127.0.0.1", port, "220 old.example SMTP", oldServer)
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	att := deliver(t, c, "example.org", "a@sender.test", "Subject: x\n\n.hi\n", "b@example.org")
@@ -121,7 +118,7 @@ func TestHELOFallback(t *testing.T) {
 }
 
 func TestGreetingRefused(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1", "127.0.0.2")
 	startFake(t, "127.0.0.1", port, "554 5.7.1 go away", oldServer)
 	ok := startReceiver(t, "127.0.0.2", port)
 	c := newCourier(t, port, zone(
@@ -145,7 +142,7 @@ func TestGreetingRefused(t *testing.T) {
 // A server that offers STARTTLS but refuses it gets the message in
 // plaintext on the same connection.
 func TestSTARTTLSRefused(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	f := startFake(t, "127.0.0.1", port, "220 odd.example ESMTP", func(cmd string) string {
 		switch verb, _, _ := strings.Cut(strings.ToUpper(cmd), " "); verb {
 		case "EHLO":
@@ -171,7 +168,7 @@ func TestSTARTTLSRefused(t *testing.T) {
 // An idle connection that dies after answering RSET (at the EHLO that
 // go-smtp sends after it) is replaced by a new one for the same message.
 func TestReusedConnectionDiesAfterRSET(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	var mu sync.Mutex
 	rsets := 0
 	f := startFake(t, "127.0.0.1", port, "220 flaky.example ESMTP", func(cmd string) string {

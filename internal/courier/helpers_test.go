@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +77,7 @@ func withUTF8() recvOpt { return func(r *receiver) { r.srv.EnableSMTPUTF8 = true
 
 func withMaxSize(n int64) recvOpt { return func(r *receiver) { r.srv.MaxMessageBytes = n } }
 
-// startReceiver listens on ip:port.
+// startReceiver serves on ip:port (see freePort).
 func startReceiver(t *testing.T, ip string, port int, opts ...recvOpt) *receiver {
 	t.Helper()
 	r := &receiver{t: t, rejectRcpt: map[string]*smtp.SMTPError{}}
@@ -88,10 +89,7 @@ func startReceiver(t *testing.T, ip string, port int, opts ...recvOpt) *receiver
 	for _, o := range opts {
 		o(r)
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-	if err != nil {
-		t.Fatalf("receiver: %v", err)
-	}
+	l := listen(t, ip, port)
 	r.addr = l.Addr().String()
 	go r.srv.Serve(countingListener{l, r})
 	t.Cleanup(func() { r.srv.Close() })
@@ -201,15 +199,92 @@ func (s *rsession) Logout() error {
 	return nil
 }
 
-// freePort returns a TCP port free on 127.0.0.1 now.
-func freePort(t *testing.T) int {
+// reserved holds the listeners freePort bound, by address, until
+// startReceiver or startFake serves on them.
+var reserved = struct {
+	sync.Mutex
+	m map[string]net.Listener
+}{m: map[string]net.Listener{}}
+
+// freePort returns a TCP port for the test's peers. With ips, the port is
+// bound now on every one of them (the first picks it, the others take the
+// same; another is picked when one of them has it taken) and the listeners
+// are kept for startReceiver and startFake, so that nothing can take the
+// port in between. Without ips, nothing listens on the port: connections
+// to it are refused.
+func freePort(t *testing.T, ips ...string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if len(ips) == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for try := 0; try < 50; try++ {
+		first, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := first.Addr().(*net.TCPAddr).Port
+		ls := []net.Listener{first}
+		for _, ip := range ips[1:] {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err != nil {
+				break
+			}
+			ls = append(ls, l)
+		}
+		if len(ls) < len(ips) {
+			for _, l := range ls {
+				l.Close()
+			}
+			continue
+		}
+		reserved.Lock()
+		for _, l := range ls {
+			reserved.m[l.Addr().String()] = l
+		}
+		reserved.Unlock()
+		t.Cleanup(func() {
+			reserved.Lock()
+			for _, l := range ls {
+				delete(reserved.m, l.Addr().String())
+				l.Close()
+			}
+			reserved.Unlock()
+		})
+		return port
+	}
+	t.Fatalf("no port free on all of %v", ips)
+	return 0
+}
+
+// listen returns the listener freePort bound for ip:port or, once that is
+// taken, binds it again (as a test that restarts a receiver does), retrying
+// for a while if the address is still in use.
+func listen(t *testing.T, ip string, port int) net.Listener {
+	t.Helper()
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	reserved.Lock()
+	l := reserved.m[addr]
+	delete(reserved.m, addr)
+	reserved.Unlock()
+	if l != nil {
+		return l
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			return l
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			t.Fatalf("listen %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // newCourier returns a courier resolving through a test DNS server with

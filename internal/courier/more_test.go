@@ -15,7 +15,7 @@ import (
 )
 
 func TestDSNParametersPassedOn(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1", "127.0.0.2")
 	dsn := startReceiver(t, "127.0.0.1", port, withDSN())
 	plain := startReceiver(t, "127.0.0.2", port)
 	c := newCourier(t, port, zone(
@@ -61,7 +61,7 @@ func TestDSNParametersPassedOn(t *testing.T) {
 }
 
 func TestBadAddresses(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	att := deliver(t, c, "example.org", "a@sender.test", testMsg, "b@example.org", "evil\r\nRSET@example.org", "x>@example.org")
@@ -78,7 +78,7 @@ func TestBadAddresses(t *testing.T) {
 }
 
 func TestContextCancelled(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	rcv.dataDelay = 3 * time.Second
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
@@ -114,7 +114,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestTranscriptRedactsAuth(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	cert, _ := testCert(t, "relay.test")
 	rcv := startReceiver(t, "127.0.0.1", port,
 		withTLS(&tls.Config{Certificates: []tls.Certificate{cert}}), withAuth("postern", "s3cret"))
@@ -140,7 +140,7 @@ func TestTranscriptRedactsAuth(t *testing.T) {
 }
 
 func TestIdleConnectionExpiresAndCloseQuits(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
 	c.pool.ttl = 100 * time.Millisecond
@@ -181,7 +181,7 @@ func TestIdleConnectionExpiresAndCloseQuits(t *testing.T) {
 }
 
 func TestAddressLiteral(t *testing.T) {
-	port := freePort(t)
+	port := freePort(t, "127.0.0.1")
 	rcv := startReceiver(t, "127.0.0.1", port)
 	c := newCourier(t, port, zone("unrelated.test. A 192.0.2.1"))
 	wantCodes(t, deliver(t, c, "[127.0.0.1]", "a@sender.test", testMsg, "b@[127.0.0.1]"), "250 2.0.0")
