@@ -345,6 +345,11 @@ func (c *Conn) handleMail(arg string) {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
 		return
 	}
+	// Postern patch: no control characters in the address (ctlchars.go).
+	if ch := addrCtlChar(from); ch != "" {
+		c.writeResponse(501, EnhancedCode{5, 1, 7}, fmt.Sprintf("Sender address contains a %s character", ch))
+		return
+	}
 	args, err := parseArgs(p.s)
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
@@ -702,6 +707,12 @@ func (c *Conn) handleRcpt(arg string) {
 		recipient, p.s = p.s[1:11], p.s[12:]
 	} else if recipient, err = p.parsePath(); err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		return
+	}
+
+	// Postern patch: no control characters in the address (ctlchars.go).
+	if ch := addrCtlChar(recipient); ch != "" {
+		c.writeResponse(501, EnhancedCode{5, 1, 3}, fmt.Sprintf("Recipient address contains a %s character", ch))
 		return
 	}
 

@@ -182,6 +182,12 @@ func (s *Server) handleConn(c *Conn) error {
 	for {
 		line, err := c.readLine()
 		if err == nil {
+			// Postern patch: CR, LF or NUL inside a command line (see
+			// ctlchars.go).
+			if code, ec, msg, bad := ctlCharReply(line); bad {
+				c.writeResponse(code, ec, msg)
+				continue
+			}
 			cmd, arg, err := parseCmd(line)
 			if err != nil {
 				c.protocolError(501, EnhancedCode{5, 5, 2}, "Bad command")
