@@ -9,6 +9,10 @@
 //   - DATA must use CRLF line ends: a bare CR or LF anywhere is refused
 //     (554 5.6.0), so no byte sequence other than <CRLF>.<CRLF> ends a
 //     message and no bare line end reaches a mailbox.
+//   - A NUL anywhere in the message is refused (554 5.6.0), as are CR, LF
+//     or NUL inside a command line (501, in third_party/go-smtp).
+//   - Several From: fields, or several addresses in one, are refused
+//     (550 5.7.1; see checkFrom); a message without From: is accepted.
 //   - A Received: header is added; Return-Path: and Delivered-To: are
 //     added per recipient at delivery.
 //   - With a Checker (SPF, DKIM, DMARC), an Authentication-Results: header

@@ -11,8 +11,8 @@ import (
 // a second MAIL/RCPT/DATA transaction to bob. BDAT counts octets, so the
 // text after the false end is message data, never commands: bob never gets
 // a message, no command reply comes for the smuggled commands, and alice
-// gets at most the first message (chunks with a bare CR or LF are refused
-// with 554 5.6.0), holding the smuggled text as plain data.
+// gets at most the first message (chunks with a bare CR or LF, or a NUL,
+// are refused with 554 5.6.0), holding the smuggled text as plain data.
 func TestBDATSmuggling(t *testing.T) {
 	smuggled := "MAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n"
 	for _, seq := range []string{"\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\r", "\r.\r", "\r\n\x00.\r\n"} {
@@ -50,7 +50,7 @@ func TestBDATSmuggling(t *testing.T) {
 						t.Errorf("BDAT reply %d %s", code, msg)
 					}
 					if code == 554 && !strings.HasPrefix(msg, "5.6.0 ") {
-						t.Errorf("BDAT refused with %d %s, want 5.6.0 (bare CR or LF)", code, msg)
+						t.Errorf("BDAT refused with %d %s, want 5.6.0 (bare CR or LF, or NUL)", code, msg)
 					}
 				}
 				// The next reply answers our NOOP: no reply to a smuggled
@@ -63,10 +63,11 @@ func TestBDATSmuggling(t *testing.T) {
 				if got["bob@example.org"] != 0 || got["carol@example.org"] != 0 || got["alice@example.org"] > 1 {
 					t.Fatalf("replies %v, inbox counts %v: a second message was stored", codes, got)
 				}
-				bare := strings.Count(seq, "\r") != strings.Count(seq, "\r\n") || strings.Count(seq, "\n") != strings.Count(seq, "\r\n")
+				bare := strings.Count(seq, "\r") != strings.Count(seq, "\r\n") || strings.Count(seq, "\n") != strings.Count(seq, "\r\n") ||
+					strings.Contains(seq, "\x00")
 				switch {
 				case bare && (got["alice@example.org"] != 0 || codes[len(codes)-1] != 554):
-					t.Errorf("replies %v, alice %d: a message with a bare CR or LF was not refused", codes, got["alice@example.org"])
+					t.Errorf("replies %v, alice %d: a message with a bare CR or LF or a NUL was not refused", codes, got["alice@example.org"])
 				case !bare && got["alice@example.org"] != 1:
 					t.Errorf("replies %v: the first message was not stored", codes)
 				case !bare:

@@ -74,3 +74,37 @@ func TestHeaderMessageID(t *testing.T) {
 		}
 	}
 }
+
+// TestLineCheckerNULAndLength: a NUL is reported unless a bare line end
+// comes too (that one wins), nothing after the NUL is passed on, and
+// maxLine bounds each line with its CRLF, however the writes are split.
+func TestLineCheckerNULAndLength(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		maxLine int
+		want    error
+	}{
+		{"a\x00b\r\n", 0, errNUL},
+		{"\x00", 0, errNUL},
+		{"a\x00\nb\r\n", 0, errBareLineEnd},
+		{"a\x00b\r\nc\rd\r\n", 0, errBareLineEnd},
+		{"12345678\r\n12345678\r\n", 10, nil},
+		{"12345678\r\n123456789\r\n", 10, errLongLine},
+		{"123456789", 10, nil}, // a last line without CRLF: CRLF is added
+		{"1234567890", 10, errLongLine},
+	} {
+		for i := 0; i <= len(tc.in); i++ {
+			var buf bytes.Buffer
+			c := &lineChecker{w: &buf, maxLine: tc.maxLine}
+			c.Write([]byte(tc.in[:i]))
+			c.Write([]byte(tc.in[i:]))
+			err := c.finish()
+			if !errors.Is(err, tc.want) || tc.want == nil && err != nil {
+				t.Errorf("%q split at %d: err %v, want %v", tc.in, i, err, tc.want)
+			}
+			if tc.want == errNUL && bytes.IndexByte(buf.Bytes(), 0) >= 0 && i > 0 && bytes.IndexByte([]byte(tc.in[:i]), 0) >= 0 {
+				t.Errorf("%q split at %d: the write holding the NUL was passed on: %q", tc.in, i, buf.String())
+			}
+		}
+	}
+}

@@ -39,6 +39,8 @@ const (
 	reasonTooBig         = "too_big"
 	reasonTooManyRcpts   = "too_many_recipients"
 	reasonBareLineEnd    = "bare_line_end"
+	reasonNUL            = "nul_character"
+	reasonBadFrom        = "bad_from_header"
 	reasonLineTooLong    = "line_too_long"
 	reasonAuthRequired   = "auth_required"
 	reasonSenderNotOwned = "sender_not_owned"
@@ -53,7 +55,7 @@ const (
 )
 
 func init() {
-	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonLineTooLong, reasonAuthRequired, reasonSenderNotOwned, reasonLoop, reasonProbing,
+	for _, r := range []string{reasonUnknownUser, reasonRelayDenied, reasonTooBig, reasonTooManyRcpts, reasonBareLineEnd, reasonNUL, reasonBadFrom, reasonLineTooLong, reasonAuthRequired, reasonSenderNotOwned, reasonLoop, reasonProbing,
 		reasonBadAddress, reasonTempFailure, reasonTooManyConns, reasonTooManyPerIP, reasonDataIncomplete} {
 		messagesRejected.WithLabelValues(r)
 	}

@@ -304,7 +304,7 @@ func (ss *session) Data(r io.Reader) error {
 			dst = &teeWriter{w: arf, side: run.pw}
 		}
 	}
-	chk := &lineChecker{w: dst}
+	chk := &lineChecker{w: dst, maxLine: ss.s.cfg.MaxLineLength}
 	_, err = io.Copy(chk, r)
 	if err == nil {
 		err = chk.finish()
@@ -328,8 +328,14 @@ func (ss *session) Data(r io.Reader) error {
 			messagesRejected.WithLabelValues(reasonBareLineEnd).Inc()
 			ss.log.Info("message rejected", "qid", qid, "from", from, "status", "bare CR or LF")
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)")
-		case errors.Is(err, smtp.ErrTooLongLine):
-			// go-smtp closes the connection after this reply.
+		case errors.Is(err, errNUL):
+			messagesRejected.WithLabelValues(reasonNUL).Inc()
+			ss.log.Info("message rejected", "qid", qid, "from", from, "status", "NUL character")
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message contains a NUL character, which is not allowed (RFC 5322 2.1)")
+		case errors.Is(err, smtp.ErrTooLongLine), errors.Is(err, errLongLine):
+			// go-smtp closes the connection after this reply over DATA;
+			// over BDAT (errLongLine) the chunk framing holds and the
+			// session goes on.
 			messagesRejected.WithLabelValues(reasonLineTooLong).Inc()
 			ss.log.Info("message rejected", "qid", qid, "from", from, "status", "line too long")
 			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, fmt.Sprintf("Message has a line longer than %d bytes", ss.s.cfg.MaxLineLength))
@@ -360,6 +366,12 @@ func (ss *session) Data(r io.Reader) error {
 		messagesRejected.WithLabelValues(reasonLoop).Inc()
 		ss.log.Info("message rejected", "qid", qid, "from", from, "status", "mail loop", "received_headers", n)
 		return smtpErr(554, smtp.EnhancedCode{5, 4, 6}, fmt.Sprintf("Too many Received headers (%d): mail loop", n))
+	}
+	if se := checkFrom(chk.header.Bytes(), user == nil && !ss.s.cfg.Submission); se != nil {
+		bw.Abort()
+		messagesRejected.WithLabelValues(reasonBadFrom).Inc()
+		ss.log.Info("message rejected", "qid", qid, "from", from, "status", "bad From header", "reason", se.Message)
+		return se
 	}
 	mailbox := "INBOX"
 	if run != nil {
