@@ -1,26 +1,36 @@
 package auth
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// Throttle counts failed logins per client IP and per account, for every
-// protocol that logs users in (IMAP now, SMTP AUTH and POP3 later), and
-// says when to stop checking passwords: after MaxPerIP failures from one
-// IP or MaxPerUser failures for one account within Window. While refused,
-// a login is answered exactly as a wrong password, so a guesser learns
-// nothing, and the argon2id cost is not paid.
+// Throttle counts failed logins per client IP and per account, shared by
+// every protocol that logs users in (SMTP AUTH, IMAP, POP3), so that a
+// guesser gains nothing by switching protocols.
 //
-// Before that, from DelayAfter failures of the IP or the account within
-// Window, every further attempt waits a growing Delay before its answer
-// (right password or not, so that a guesser cannot hang up early on a
-// slow answer and take it for a failure).
+//   - From DelayAfter failures of the IP or of the account within Window,
+//     every further attempt waits a growing Delay before its answer (right
+//     password or not, so that a guesser cannot hang up early on a slow
+//     answer and take it for a failure).
+//   - At MaxPerIP failures of one IP within Window, that IP is refused for
+//     Cooldown: Refused reports it, and the protocols turn its connections
+//     and logins away without checking a password. Its failures are then
+//     forgotten, so that after the cool-down it starts afresh.
+//
+// The per-account count only ever delays, it never refuses: refusing an
+// account would let anyone who knows an address lock its owner out from
+// everywhere, and guessing one account from many IPs is already bounded
+// by each IP's refusal (Dovecot's auth penalty and mox's failed-auth
+// limiter are likewise per IP).
 type Throttle struct {
-	MaxPerIP   int
-	MaxPerUser int
-	Window     time.Duration
-	Now        func() time.Time // for tests; nil: time.Now
+	// MaxPerIP failures of one IP within Window refuse it for Cooldown
+	// (0: never refuse).
+	MaxPerIP int
+	Window   time.Duration
+	Cooldown time.Duration
+	Now      func() time.Time // for tests; nil: time.Now
 
 	// DelayAfter failures (per IP or per account; 0: no delay), each
 	// further attempt waits DelayStep times the failures past DelayAfter
@@ -31,16 +41,18 @@ type Throttle struct {
 
 	mu       sync.Mutex
 	failures map[string][]time.Time
+	refused  map[string]time.Time // IP: end of its cool-down
 }
 
 // maxKeys bounds the memory a flood of distinct IPs or names can take.
 const maxKeys = 100000
 
-// NewThrottle returns a throttle with safe defaults: 10 failures per IP and
-// 20 per account in 15 minutes; from 5 failures, attempts wait 1s more for
-// each failure (1s, 2s, ... up to 15s).
+// NewThrottle returns a throttle with the defaults of the [limits] auth_*
+// keys: from 5 failures attempts wait 1s more for each failure (1s, 2s,
+// ... up to 15s); 20 failures from one IP in 15 minutes refuse it for 15
+// minutes.
 func NewThrottle() *Throttle {
-	return &Throttle{MaxPerIP: 10, MaxPerUser: 20, Window: 15 * time.Minute,
+	return &Throttle{MaxPerIP: 20, Window: 15 * time.Minute, Cooldown: 15 * time.Minute,
 		DelayAfter: 5, DelayStep: time.Second, MaxDelay: 15 * time.Second}
 }
 
@@ -69,12 +81,21 @@ func (t *Throttle) recent(key string, now time.Time) []time.Time {
 	return l
 }
 
-// Allowed reports whether a login from ip for user may be checked.
-func (t *Throttle) Allowed(ip, user string) bool {
+// Refused reports whether ip is in its cool-down: its connections and
+// logins are turned away, whatever the account or password.
+func (t *Throttle) Refused(ip string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	return len(t.recent("ip:"+ip, now)) < t.MaxPerIP && len(t.recent("user:"+user, now)) < t.MaxPerUser
+	return t.refusedLocked(ip, t.now())
+}
+
+func (t *Throttle) refusedLocked(ip string, now time.Time) bool {
+	until, ok := t.refused[ip]
+	if ok && !now.Before(until) {
+		delete(t.refused, ip)
+		return false
+	}
+	return ok
 }
 
 // Delay is how long to wait before answering a login attempt from ip for
@@ -99,28 +120,51 @@ func (t *Throttle) Delay(ip, user string) time.Duration {
 	return time.Duration(excess) * t.DelayStep
 }
 
-// Failed records a failed login.
-func (t *Throttle) Failed(ip, user string) {
+// FailWait is how long to wait before answering a failed login that
+// Failed has recorded: base (the fixed delay on every failure, [limits]
+// auth_fail_delay) plus up to half of it again at random, plus the
+// growing Delay.
+func (t *Throttle) FailWait(base time.Duration, ip, user string) time.Duration {
+	if base > 0 {
+		base += rand.N(base/2 + 1)
+	}
+	return base + t.Delay(ip, user)
+}
+
+// Failed records a failed login, and reports whether it made the IP
+// reach MaxPerIP, starting its cool-down.
+func (t *Throttle) Failed(ip, user string) (refused bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.failures == nil {
 		t.failures = map[string][]time.Time{}
+		t.refused = map[string]time.Time{}
 	}
 	now := t.now()
-	if len(t.failures) >= maxKeys {
+	if len(t.failures) >= maxKeys || len(t.refused) >= maxKeys {
 		for k := range t.failures {
 			t.recent(k, now)
 		}
-		if len(t.failures) >= maxKeys {
-			return // under a flood, stop recording rather than grow
+		for k := range t.refused {
+			t.refusedLocked(k, now)
+		}
+		if len(t.failures) >= maxKeys || len(t.refused) >= maxKeys {
+			return false // under a flood, stop recording rather than grow
 		}
 	}
 	for _, k := range []string{"ip:" + ip, "user:" + user} {
 		t.failures[k] = append(t.recent(k, now), now)
 	}
+	if t.MaxPerIP > 0 && len(t.failures["ip:"+ip]) >= t.MaxPerIP && !t.refusedLocked(ip, now) {
+		t.refused[ip] = now.Add(t.Cooldown)
+		delete(t.failures, "ip:"+ip)
+		return true
+	}
+	return false
 }
 
-// Succeeded forgets the account's failures (not the IP's).
+// Succeeded forgets the account's failures (not the IP's: one account of
+// its own must not let a guesser reset its IP's count).
 func (t *Throttle) Succeeded(ip, user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -1,38 +1,84 @@
 package auth
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
 
-func TestThrottle(t *testing.T) {
+// TestThrottleCooldown: MaxPerIP failures within the window refuse the IP
+// for the cool-down, whatever the account; other IPs are not refused, not
+// even for the same account; after the cool-down the IP starts afresh.
+func TestThrottleCooldown(t *testing.T) {
 	now := time.Unix(1000, 0)
-	th := &Throttle{MaxPerIP: 3, MaxPerUser: 5, Window: time.Minute, Now: func() time.Time { return now }}
+	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: 10 * time.Minute, Now: func() time.Time { return now }}
 	for i := 0; i < 3; i++ {
-		if !th.Allowed("1.2.3.4", "a@x") {
+		if th.Refused("1.2.3.4") {
 			t.Fatalf("refused after %d failures", i)
 		}
-		th.Failed("1.2.3.4", "a@x")
+		if started := th.Failed("1.2.3.4", fmt.Sprintf("u%d@x", i)); started != (i == 2) {
+			t.Fatalf("failure %d: Failed = %v", i+1, started)
+		}
 	}
-	if th.Allowed("1.2.3.4", "b@x") {
-		t.Fatal("IP not throttled")
+	if !th.Refused("1.2.3.4") {
+		t.Fatal("IP not refused after 3 failures")
 	}
-	if !th.Allowed("5.6.7.8", "a@x") {
-		t.Fatal("other IP throttled for an account under its limit")
+	if th.Refused("5.6.7.8") {
+		t.Fatal("another IP refused")
 	}
-	th.Failed("5.6.7.8", "a@x")
-	th.Failed("9.9.9.9", "a@x")
-	if th.Allowed("10.0.0.1", "a@x") {
-		t.Fatal("account not throttled after 5 failures")
+	// The cool-down outlasts the window: the IP stays refused.
+	now = now.Add(5 * time.Minute)
+	if !th.Refused("1.2.3.4") {
+		t.Fatal("IP no longer refused when the window slid, before the cool-down ended")
 	}
-	now = now.Add(61 * time.Second)
-	if !th.Allowed("1.2.3.4", "a@x") {
-		t.Fatal("still throttled after the window")
+	now = now.Add(5 * time.Minute)
+	if th.Refused("1.2.3.4") {
+		t.Fatal("IP still refused after the cool-down")
+	}
+	// Afresh: two failures do not refuse it again, the third does.
+	th.Failed("1.2.3.4", "a@x")
+	th.Failed("1.2.3.4", "a@x")
+	if th.Refused("1.2.3.4") {
+		t.Fatal("refused again after 2 failures following the cool-down")
 	}
 	th.Failed("1.2.3.4", "a@x")
-	th.Succeeded("1.2.3.4", "a@x")
-	if len(th.failures["user:a@x"]) != 0 || len(th.failures["ip:1.2.3.4"]) != 1 {
-		t.Fatalf("after success: %v", th.failures)
+	if !th.Refused("1.2.3.4") {
+		t.Fatal("not refused again after 3 more failures")
+	}
+}
+
+// TestThrottleWindow: failures older than the window do not count.
+func TestThrottleWindow(t *testing.T) {
+	now := time.Unix(1000, 0)
+	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now }}
+	th.Failed("1.2.3.4", "a@x")
+	th.Failed("1.2.3.4", "a@x")
+	now = now.Add(61 * time.Second)
+	th.Failed("1.2.3.4", "a@x")
+	if th.Refused("1.2.3.4") {
+		t.Fatal("refused for failures spread over more than the window")
+	}
+}
+
+// TestThrottleAccountNeverRefused: failures for one account from many IPs
+// delay that account's logins but refuse no IP that has not itself failed
+// often (no lock-out of the owner by a stranger).
+func TestThrottleAccountNeverRefused(t *testing.T) {
+	now := time.Unix(1000, 0)
+	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now },
+		DelayAfter: 5, DelayStep: time.Second, MaxDelay: 4 * time.Second}
+	for i := 0; i < 50; i++ {
+		th.Failed(fmt.Sprintf("10.0.%d.%d", i/200, i%200), "victim@x")
+	}
+	if th.Refused("192.0.2.1") {
+		t.Fatal("the owner's IP is refused")
+	}
+	if d := th.Delay("192.0.2.1", "victim@x"); d != 4*time.Second {
+		t.Errorf("the account's failures delay it by %v, want the cap 4s", d)
+	}
+	th.Succeeded("192.0.2.1", "victim@x")
+	if d := th.Delay("192.0.2.1", "victim@x"); d != 0 {
+		t.Errorf("after the owner's success: delay %v", d)
 	}
 }
 
@@ -41,7 +87,7 @@ func TestThrottle(t *testing.T) {
 // account's failures but not the IP's.
 func TestThrottleDelay(t *testing.T) {
 	now := time.Unix(1000, 0)
-	th := &Throttle{MaxPerIP: 20, MaxPerUser: 100, Window: time.Minute, Now: func() time.Time { return now },
+	th := &Throttle{MaxPerIP: 20, Window: time.Minute, Cooldown: time.Minute, Now: func() time.Time { return now },
 		DelayAfter: 5, DelayStep: time.Second, MaxDelay: 4 * time.Second}
 	want := []time.Duration{0, 0, 0, 0, 0, 1, 2, 3, 4, 4, 4}
 	for i, w := range want {
@@ -67,11 +113,17 @@ func TestThrottleDelay(t *testing.T) {
 	if d := th.Delay("1.2.3.4", "a@x"); d != 4*time.Second {
 		t.Errorf("after a success, the IP's failures still count: %v", d)
 	}
+	if w := th.FailWait(0, "1.2.3.4", "a@x"); w != 4*time.Second {
+		t.Errorf("FailWait without a base: %v", w)
+	}
+	if w := th.FailWait(time.Second, "1.2.3.4", "a@x"); w < 5*time.Second || w > 5500*time.Millisecond {
+		t.Errorf("FailWait with a 1s base: %v, want 5s to 5.5s", w)
+	}
 	now = now.Add(61 * time.Second)
 	if d := th.Delay("1.2.3.4", "a@x"); d != 0 {
 		t.Errorf("after the window: %v", d)
 	}
-	// Zero values: no delay.
+	// Zero values: no delay, no refusal.
 	var z Throttle
 	z.Window = time.Minute
 	for i := 0; i < 30; i++ {
@@ -80,17 +132,20 @@ func TestThrottleDelay(t *testing.T) {
 	if d := z.Delay("1.2.3.4", "a@x"); d != 0 {
 		t.Errorf("DelayAfter 0: %v", d)
 	}
+	if z.Refused("1.2.3.4") {
+		t.Error("MaxPerIP 0 refused an IP")
+	}
 }
 
-// TestNewThrottleDelays: the defaults of issue 7: a delay from 5 failures
-// growing with each, and the IP refused well before 20.
-func TestNewThrottleDelays(t *testing.T) {
+// TestNewThrottleDefaults: the defaults of issue 7: a delay from 5 failures
+// growing with each, and the IP refused at 20 for a cool-down.
+func TestNewThrottleDefaults(t *testing.T) {
 	now := time.Unix(1000, 0)
 	th := NewThrottle()
 	th.Now = func() time.Time { return now }
 	var last time.Duration
 	for i := 0; i < 20; i++ {
-		d := th.Delay("1.2.3.4", "u"+string(rune('a'+i)))
+		d := th.Delay("1.2.3.4", fmt.Sprintf("u%d", i))
 		switch {
 		case i < 5 && d != 0:
 			t.Fatalf("delay %v after %d failures", d, i)
@@ -98,12 +153,20 @@ func TestNewThrottleDelays(t *testing.T) {
 			t.Fatalf("delay %v after %d failures, not growing from %v", d, i, last)
 		}
 		last = d
-		if i < th.MaxPerIP != th.Allowed("1.2.3.4", "new") {
-			t.Fatalf("after %d failures Allowed is %v", i, !(i < th.MaxPerIP))
+		if th.Refused("1.2.3.4") {
+			t.Fatalf("refused after %d failures", i)
 		}
-		th.Failed("1.2.3.4", "u"+string(rune('a'+i)))
+		th.Failed("1.2.3.4", fmt.Sprintf("u%d", i))
 	}
-	if th.Allowed("1.2.3.4", "new") {
-		t.Fatal("IP allowed after 20 failures")
+	if !th.Refused("1.2.3.4") {
+		t.Fatal("IP not refused after 20 failures")
+	}
+	now = now.Add(14 * time.Minute)
+	if !th.Refused("1.2.3.4") {
+		t.Fatal("IP not refused 14 minutes into its cool-down")
+	}
+	now = now.Add(time.Minute)
+	if th.Refused("1.2.3.4") {
+		t.Fatal("IP refused after the 15-minute cool-down")
 	}
 }

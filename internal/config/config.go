@@ -84,7 +84,21 @@ type Limits struct {
 	CommandTimeout      Duration `toml:"command_timeout"`
 	DataTimeout         Duration `toml:"data_timeout"`
 	ShutdownGrace       Duration `toml:"shutdown_grace"`
-	AuthFailDelay       Duration `toml:"auth_fail_delay"`
+	// Failed logins, counted per client IP and per account across SMTP
+	// AUTH, IMAP and POP3. Every failure is answered after AuthFailDelay
+	// (plus up to half again at random); from AuthDelayAfter failures of
+	// the IP or the account within AuthWindow, every attempt waits
+	// AuthDelayStep more per failure past it, at most AuthMaxDelay, on top;
+	// AuthMaxFailures failures of one IP within AuthWindow refuse that IP
+	// on all three for AuthCooldown. An account is only ever delayed,
+	// never refused, so no stranger can lock its owner out.
+	AuthFailDelay   Duration `toml:"auth_fail_delay"`
+	AuthDelayAfter  int      `toml:"auth_delay_after"`  // 0: no growing delay
+	AuthDelayStep   Duration `toml:"auth_delay_step"`   // 0: no growing delay
+	AuthMaxDelay    Duration `toml:"auth_max_delay"`    // cap of the growing delay
+	AuthMaxFailures int      `toml:"auth_max_failures"` // per IP; 0: never refuse
+	AuthWindow      Duration `toml:"auth_window"`
+	AuthCooldown    Duration `toml:"auth_cooldown"`
 	// IMAPIdleTimeout ends an IMAP session silent (or in IDLE) that long;
 	// 0 keeps go-imap's 35 minutes. RFC 9051 5.4 asks for at least 30.
 	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
@@ -223,6 +237,12 @@ func defaultLimits() Limits {
 		DataTimeout:         Duration{10 * time.Minute},
 		ShutdownGrace:       Duration{5 * time.Second},
 		AuthFailDelay:       Duration{time.Second},
+		AuthDelayAfter:      5,
+		AuthDelayStep:       Duration{time.Second},
+		AuthMaxDelay:        Duration{15 * time.Second},
+		AuthMaxFailures:     20,
+		AuthWindow:          Duration{15 * time.Minute},
+		AuthCooldown:        Duration{15 * time.Minute},
 		POP3IdleTimeout:     Duration{10 * time.Minute},
 		IMAPMaxLineLength:   64 << 10,
 		IMAPMaxLiteralSize:  64 << 10,
@@ -492,6 +512,21 @@ func (c *Config) validate() error {
 	}
 	if d := l.RcptJitter.Duration; d < 0 || d > time.Second {
 		return bad("limits.rcpt_jitter", "must be from 0 (off) to 1s (got %v)", d)
+	}
+	if l.AuthDelayAfter < 0 || l.AuthMaxFailures < 0 {
+		return bad("limits.auth_max_failures", "auth_delay_after and auth_max_failures must be 0 (off) or more (got %d and %d)", l.AuthDelayAfter, l.AuthMaxFailures)
+	}
+	if d := l.AuthFailDelay.Duration; d > time.Minute {
+		return bad("limits.auth_fail_delay", "must be at most 1m (got %v): every failed login waits it", d)
+	}
+	if l.AuthDelayStep.Duration < 0 || l.AuthMaxDelay.Duration < 0 || l.AuthMaxDelay.Duration > 5*time.Minute {
+		return bad("limits.auth_max_delay", "auth_delay_step must not be negative and auth_max_delay must be from 0 (no cap) to 5m (got %v and %v)", l.AuthDelayStep.Duration, l.AuthMaxDelay.Duration)
+	}
+	if (l.AuthMaxFailures > 0 || l.AuthDelayAfter > 0) && l.AuthWindow.Duration < time.Second {
+		return bad("limits.auth_window", "must be at least 1s when auth_max_failures or auth_delay_after is set (got %v)", l.AuthWindow.Duration)
+	}
+	if l.AuthMaxFailures > 0 && l.AuthCooldown.Duration < time.Second {
+		return bad("limits.auth_cooldown", "must be at least 1s when auth_max_failures is set (got %v)", l.AuthCooldown.Duration)
 	}
 	if l.RcptUnknownDelay.Duration < 0 {
 		return bad("limits.rcpt_unknown_delay", "must not be negative")

@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -424,14 +425,48 @@ func TestConnectionLimitPerIP(t *testing.T) {
 	}
 }
 
-func TestLoginThrottledPerIP(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Throttle = &auth.Throttle{MaxPerIP: 3, MaxPerUser: 100, Window: time.Minute} })
+// TestLoginRefusedAfterMaxFailures: the failure that reaches MaxPerIP is
+// answered like any other; then the IP is in its cool-down: LOGIN gets NO
+// [UNAVAILABLE] even with the right password, and new connections (plain
+// and implicit TLS) get a BYE greeting, until the cool-down ends.
+func TestLoginRefusedAfterMaxFailures(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, func(c *Config) {
+		c.Throttle = &auth.Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: 10 * time.Minute, Now: clock}
+	})
 	r := e.raw(t, true)
 	for i := 0; i < 3; i++ {
 		r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, "guess")
 	}
-	// Now even the right password gets the same answer.
-	r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, testPass)
+	r.expect("NO [UNAVAILABLE]", "LOGIN %q %q", testUser, testPass)
+	r.expect("NO [UNAVAILABLE]", "LOGIN %q %q", "nobody@example.test", "x")
+	for _, implicitTLS := range []bool{false, true} {
+		var conn net.Conn
+		var err error
+		if implicitTLS {
+			conn, err = tls.Dial("tcp", e.tlsAddr, e.clientTLS)
+		} else {
+			conn, err = net.Dial("tcp", e.plainAddr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "* BYE [UNAVAILABLE] ") {
+			t.Errorf("new connection (implicit TLS %v) in the cool-down: %q, want * BYE [UNAVAILABLE]", implicitTLS, l)
+		}
+		if _, err := br.ReadString('\n'); err == nil {
+			t.Errorf("connection (implicit TLS %v) left open after BYE", implicitTLS)
+		}
+		conn.Close()
+	}
+	mu.Lock()
+	now = now.Add(10 * time.Minute)
+	mu.Unlock()
+	e.raw(t, true).login()
 }
 
 func TestIdleTimeoutEndsSilentSessions(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync"
@@ -65,6 +64,13 @@ var _ imapserver.SessionAppendLimit = (*session)(nil)
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	ip := connlimit.RemoteIP(c.NetConn().RemoteAddr())
+	if s.cfg.Throttle.Refused(ip) {
+		// Like mox: an IP in its cool-down after too many failed logins
+		// gets a BYE greeting (RFC 9051 7.1.5) and is closed.
+		s.log.Warn("imap connection refused: too many failed logins from this IP", "ip", ip)
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable,
+			Text: "Too many failed logins from your address, try again later"}
+	}
 	return &session{srv: s, conn: c, ip: ip}, nil, nil
 }
 
@@ -95,21 +101,32 @@ var errLogin = &imap.Error{
 	Text: "Invalid credentials",
 }
 
+// errRefused answers a login from an IP in its cool-down after too many
+// failed logins: a temporary failure that says nothing about the account
+// (RFC 5530 UNAVAILABLE), so that clients do not ask for a new password.
+var errRefused = &imap.Error{
+	Type: imap.StatusResponseTypeNo,
+	Code: imap.ResponseCodeUnavailable,
+	Text: "Too many failed logins from your address, try again later",
+}
+
 // Login checks the password with argon2id against the account's hash. Go-imap
 // calls it only after TLS (LOGIN and AUTHENTICATE PLAIN).
 func (s *session) Login(username, password string) error {
 	addr := strings.ToLower(strings.TrimSpace(username))
 	th := s.srv.cfg.Throttle
 	fail := func() error {
-		th.Failed(s.ip, addr)
-		if d := max(s.srv.cfg.FailedLoginDelay, th.Delay(s.ip, addr)); d > 0 { // growing after repeated failures
-			time.Sleep(d + rand.N(d/2+1))
+		if th.Failed(s.ip, addr) {
+			s.logger().Warn("too many failed logins: refusing this IP for the cool-down")
+		}
+		if d := th.FailWait(s.srv.cfg.FailedLoginDelay, s.ip, addr); d > 0 { // growing after repeated failures
+			time.Sleep(d)
 		}
 		return errLogin
 	}
-	if !th.Allowed(s.ip, addr) {
-		s.logger().Warn("imap login throttled", "user", addr)
-		return fail()
+	if th.Refused(s.ip) {
+		s.logger().Warn("imap login refused: too many failures from this IP", "user", addr)
+		return errRefused
 	}
 	u, err := s.srv.backend.UserByAddress(s.ctx(), addr)
 	hash := u.PasswordHash

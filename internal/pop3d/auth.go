@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -17,10 +16,14 @@ import (
 // Answers to failed logins: one text whether the user is unknown or the
 // password wrong (no account enumeration), with RFC 3206 codes.
 const (
-	errAuthFailed  = "[AUTH] Invalid credentials"
-	errNeedTLS     = "[AUTH] Plaintext authentication is not allowed before TLS; use STLS first"
-	errInUse       = "[IN-USE] Another POP3 session of this user is active; try again later"
-	errSysTemp     = "[SYS/TEMP] Internal error, try again later"
+	errAuthFailed = "[AUTH] Invalid credentials"
+	errNeedTLS    = "[AUTH] Plaintext authentication is not allowed before TLS; use STLS first"
+	errInUse      = "[IN-USE] Another POP3 session of this user is active; try again later"
+	errSysTemp    = "[SYS/TEMP] Internal error, try again later"
+	// errRefused answers an IP in its cool-down after too many failed
+	// logins: a temporary failure (RFC 3206 SYS/TEMP) that says nothing
+	// about the account, so that clients do not ask for a new password.
+	errRefused     = "[SYS/TEMP] Too many failed logins from your address, try again later"
 	storeOpTimeout = time.Minute
 )
 
@@ -182,16 +185,19 @@ func (ss *session) login(username, password string) {
 	th := ss.srv.cfg.Throttle
 	failed := func() {
 		logins.WithLabelValues("failed").Inc()
-		th.Failed(ss.ip, addr)
-		if d := max(ss.srv.cfg.FailedLoginDelay, th.Delay(ss.ip, addr)); d > 0 { // growing after repeated failures
+		if th.Failed(ss.ip, addr) {
+			ss.log.Warn("too many failed logins: refusing this IP for the cool-down")
+		}
+		if d := th.FailWait(ss.srv.cfg.FailedLoginDelay, ss.ip, addr); d > 0 { // growing after repeated failures
 			ss.bw.Flush()
-			time.Sleep(d + rand.N(d/4+1))
+			time.Sleep(d)
 		}
 		ss.fail(errAuthFailed)
 	}
-	if !th.Allowed(ss.ip, addr) {
-		ss.log.Warn("pop3 login throttled", "user", addr)
-		failed()
+	if th.Refused(ss.ip) {
+		ss.log.Warn("pop3 login refused: too many failures from this IP", "user", addr)
+		logins.WithLabelValues("refused").Inc()
+		ss.fail(errRefused)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)

@@ -20,7 +20,7 @@ var (
 	})
 	logins = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "postern_pop3_logins_total",
-		Help: "POP3 login attempts by result: ok, failed (bad credentials or throttled), in_use, error.",
+		Help: "POP3 login attempts by result: ok, failed (bad credentials), refused (IP in its cool-down after too many failures; connections too), in_use, error.",
 	}, []string{"result"})
 	messagesRetrieved = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "postern_pop3_messages_retrieved_total",

@@ -1,13 +1,18 @@
 package pop3d
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern-mail/postern/internal/auth"
 )
 
 // TestCAPA: STLS only in plaintext, USER and SASL PLAIN only after TLS,
@@ -98,15 +103,50 @@ func TestFailedLoginDelay(t *testing.T) {
 	}
 }
 
-// TestThrottle: after too many failures the right password fails too.
+// TestThrottle: the failure that reaches MaxPerIP is answered like any
+// other; then the IP is in its cool-down: logins get -ERR [SYS/TEMP] even
+// with the right password, and new connections (plain and implicit TLS)
+// get -ERR [SYS/TEMP] instead of the greeting and are closed, until the
+// cool-down ends.
 func TestThrottle(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxErrors = 100 })
-	e.srv.cfg.Throttle.MaxPerUser = 3
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, func(c *Config) {
+		c.MaxErrors = 100
+		c.Throttle = &auth.Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: 10 * time.Minute, Now: clock}
+	})
 	c := e.dialTLS(t)
 	for range 3 {
-		c.fail("AUTH PLAIN "+plain("", testUser, "wrong"), "[AUTH]")
+		c.fail("AUTH PLAIN "+plain("", testUser, "wrong"), "[AUTH] Invalid credentials")
 	}
-	c.fail("AUTH PLAIN "+plain("", testUser, testPass), "[AUTH] Invalid credentials")
+	c.fail("AUTH PLAIN "+plain("", testUser, testPass), "[SYS/TEMP] Too many failed logins")
+	c.ok("USER nobody@example.test")
+	c.fail("PASS x", "[SYS/TEMP] Too many failed logins")
+	for _, addr := range []string{e.plainAddr, e.tlsAddr} {
+		var conn net.Conn
+		var err error
+		if addr == e.tlsAddr {
+			conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		} else {
+			conn, err = net.Dial("tcp", addr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &client{t: t, conn: conn, br: bufio.NewReader(conn)}
+		if g := r.line(); !strings.HasPrefix(g, "-ERR [SYS/TEMP] Too many failed logins") {
+			t.Errorf("new connection to %s in the cool-down: %q", addr, g)
+		}
+		if !r.closed() {
+			t.Errorf("connection to %s left open", addr)
+		}
+		conn.Close()
+	}
+	mu.Lock()
+	now = now.Add(10 * time.Minute)
+	mu.Unlock()
+	e.login(t)
 }
 
 // TestSTLSInjection: plaintext pipelined behind STLS is not executed

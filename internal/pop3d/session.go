@@ -85,6 +85,15 @@ func (s *Server) handle(conn net.Conn, ip string, implicitTLS bool) {
 			return
 		}
 	}
+	if s.cfg.Throttle.Refused(ip) {
+		// Like mox's BYE in IMAP: an IP in its cool-down after too many
+		// failed logins is told why and closed, before the greeting.
+		ss.log.Warn("pop3 connection refused: too many failed logins from this IP")
+		logins.WithLabelValues("refused").Inc()
+		ss.reply("-ERR %s", errRefused)
+		ss.bw.Flush()
+		return
+	}
 	// RFC 1939 4: the greeting. No APOP timestamp (APOP is not offered)
 	// and no software name.
 	ss.reply("+OK POP3 server ready")

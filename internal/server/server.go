@@ -106,7 +106,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}()
 	}
 
-	throttle := auth.NewThrottle() // failed logins, shared by SMTP AUTH, IMAP and POP3
+	throttle := newThrottle(cfg.Limits) // failed logins, shared by SMTP AUTH, IMAP and POP3
 	ob, err := startOutbound(cfg, st, tlsConfig, throttle, log, listen, &wg, errc, out)
 	if err != nil {
 		return err
@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		IdleTimeout:         cfg.Limits.POP3IdleTimeout.Duration,
-		FailedLoginDelay:    time.Second,
+		FailedLoginDelay:    cfg.Limits.AuthFailDelay.Duration,
 		Throttle:            throttle,
 		Logger:              log.With("svc", "pop3"),
 	}, st)
@@ -234,4 +234,12 @@ func devBootstrap(ctx context.Context, st store.Store, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "created domain %s and user %s with password: %s\n", DevDomain, DevUser, pw)
 	return nil
+}
+
+// newThrottle is the failed-login throttle of the [limits] auth_* keys.
+func newThrottle(l config.Limits) *auth.Throttle {
+	return &auth.Throttle{
+		MaxPerIP: l.AuthMaxFailures, Window: l.AuthWindow.Duration, Cooldown: l.AuthCooldown.Duration,
+		DelayAfter: l.AuthDelayAfter, DelayStep: l.AuthDelayStep.Duration, MaxDelay: l.AuthMaxDelay.Duration,
+	}
 }

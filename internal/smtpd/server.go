@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -39,9 +40,11 @@ type Config struct {
 	// authenticated user, DSN parameters honoured.
 	Submission bool
 	// Throttle counts failed logins per IP and account (shared with IMAP
-	// and POP3); nil: no throttling.
+	// and POP3); an IP in its cool-down is refused on the submission
+	// listeners. Nil: no throttling.
 	Throttle *auth.Throttle
-	// AuthFailDelay is slept (plus jitter) after each failed AUTH.
+	// AuthFailDelay is slept (plus jitter, plus the throttle's growing
+	// delay) before answering each failed AUTH.
 	AuthFailDelay time.Duration
 
 	// Address harvesting defence for unauthenticated sessions (zero
@@ -66,6 +69,13 @@ type Config struct {
 	// gets 252 2.5.2 for every name. Either way real and fake users get
 	// the same answer.
 	DisableVRFY bool
+
+	// LocalIPLiterals are the server's own addresses: a recipient
+	// user@[one of them] (or [IPv6:...]) is delivered as user@ the primary
+	// domain (the host name or its nearest hosted parent). Empty: every
+	// address-literal recipient is refused on the MX as relaying (554
+	// 5.7.1), and queued like a remote one on submission.
+	LocalIPLiterals []netip.Addr
 }
 
 // Server is an MX SMTP server.
@@ -111,7 +121,7 @@ func New(cfg Config, be Backend) *Server {
 func (s *Server) Serve(l net.Listener) error {
 	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
 	ll.blocked = s.probes.blocked
-	err := s.srv.Serve(ll)
+	err := s.srv.Serve(s.refuseAuthFailures(ll))
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -124,7 +134,7 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) ServeTLS(l net.Listener, config *tls.Config) error {
 	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
 	ll.blocked = s.probes.blocked
-	err := s.srv.Serve(tls.NewListener(ll, config))
+	err := s.srv.Serve(s.refuseAuthFailures(tls.NewListener(ll, config)))
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

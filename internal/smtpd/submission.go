@@ -25,6 +25,9 @@ type submissionSession struct {
 var (
 	errAuthRequired = smtpErr(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
 	errAuthFailed   = smtpErr(535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
+	// errAuthRefused: RFC 4954 6's temporary failure, for an IP in its
+	// cool-down; it says nothing about the account.
+	errAuthRefused = smtpErr(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins from your address, try again later")
 )
 
 // AuthMechanisms lists the SASL mechanisms offered (RFC 4954).
@@ -49,13 +52,19 @@ func (ss *submissionSession) Auth(mech string) (sasl.Server, error) {
 }
 
 // login checks a password. Unknown users and wrong passwords get the same
-// answer after the same kind of delay; throttled clients are refused
-// without a password check.
+// answer after the same kind of delay. An IP in its cool-down after too
+// many failures (auth.Throttle) gets 454 4.7.0 without a password check;
+// its new connections are refused with 421 (refuseListener).
 func (ss *submissionSession) login(username, password string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	th := ss.s.cfg.Throttle
 	username = strings.ToLower(strings.TrimSpace(username))
+	if th != nil && th.Refused(ss.ip) {
+		authRefused.Inc()
+		ss.log.Warn("authentication refused: too many failures from this IP", "user", username)
+		return errAuthRefused
+	}
 	// After repeated failures of this IP or account every attempt waits
 	// the throttle's growing delay before its answer, right or wrong.
 	var wait time.Duration
@@ -63,22 +72,19 @@ func (ss *submissionSession) login(username, password string) error {
 		wait = th.Delay(ss.ip, username)
 	}
 	fail := func() error {
-		if th != nil {
-			th.Failed(ss.ip, username)
-		}
-		authFailures.Inc()
 		d := ss.s.cfg.AuthFailDelay
-		if d > 0 {
+		if th != nil {
+			if th.Failed(ss.ip, username) {
+				ss.log.Warn("too many failed logins: refusing this IP for the cool-down")
+			}
+			d = th.FailWait(d, ss.ip, username)
+		} else if d > 0 {
 			d += time.Duration(rand.Int63n(int64(d)/2 + 1))
 		}
-		if d = max(d, wait); d > 0 {
-			time.Sleep(d)
-		}
+		authFailures.Inc()
+		time.Sleep(max(d, wait))
 		ss.log.Info("authentication failed", "user", username)
 		return errAuthFailed
-	}
-	if th != nil && !th.Allowed(ss.ip, username) {
-		return fail()
 	}
 	u, err := ss.s.be.UserByAddress(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {

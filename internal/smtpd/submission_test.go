@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,9 +76,16 @@ func TestSubmissionWrongPasswordAndUnknownUserLookAlike(t *testing.T) {
 	c.expect(b64("alice-secret"), 235, "2.0.0")
 }
 
-func TestSubmissionThrottlesGuessing(t *testing.T) {
+// TestSubmissionRefusesAfterMaxFailures: the failure that reaches MaxPerIP
+// is answered like any other; then the IP is in its cool-down: AUTH gets
+// 454 4.7.0 without a password check, even with the right password, and a
+// new connection gets 421 4.7.0 and is closed, until the cool-down ends.
+func TestSubmissionRefusesAfterMaxFailures(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	ts := newSubmission(t, func(c *smtpd.Config) {
-		c.Throttle = &auth.Throttle{MaxPerIP: 3, MaxPerUser: 100, Window: time.Minute}
+		c.Throttle = &auth.Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: 10 * time.Minute, Now: clock}
 	})
 	c := ts.dial()
 	c.ehlo("client.example.net")
@@ -86,8 +94,19 @@ func TestSubmissionThrottlesGuessing(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.expect("AUTH PLAIN "+plain("alice@example.org", fmt.Sprint("guess", i)), 535, "5.7.8")
 	}
-	// Now even the right password is refused, with the same answer.
-	c.expect("AUTH PLAIN "+plain("alice@example.org", "alice-secret"), 535, "5.7.8")
+	c.expect("AUTH PLAIN "+plain("alice@example.org", "alice-secret"), 454, "4.7.0")
+	c.expect("AUTH PLAIN "+plain("nobody@example.org", "x"), 454, "4.7.0")
+	if _, line := ts.dialRaw(); !strings.HasPrefix(line, "421 4.7.0 ") {
+		t.Fatalf("new connection in the cool-down: %q, want 421 4.7.0", line)
+	}
+	mu.Lock()
+	now = now.Add(10 * time.Minute)
+	mu.Unlock()
+	c = ts.dial()
+	c.ehlo("client.example.net")
+	c.startTLS(ts.clientTLS)
+	c.ehlo("client.example.net")
+	c.expect("AUTH PLAIN "+plain("alice@example.org", "alice-secret"), 235, "2.0.0")
 }
 
 func TestSubmissionSenderMustBeOwned(t *testing.T) {
@@ -211,12 +230,12 @@ func TestMXForwardsAliasToRemote(t *testing.T) {
 // TestSubmissionSlowsGuessing: after DelayAfter failures every further AUTH
 // waits a growing delay before its answer, the right password too (a
 // guesser cannot take a slow answer for a failure and hang up); then the
-// IP is refused, the right password answered like a wrong one.
+// IP is refused, the right password too (454 4.7.0).
 func TestSubmissionSlowsGuessing(t *testing.T) {
 	const step = 80 * time.Millisecond
 	ts := newSubmission(t, func(c *smtpd.Config) {
 		c.AuthFailDelay = 0
-		c.Throttle = &auth.Throttle{MaxPerIP: 8, MaxPerUser: 100, Window: time.Minute,
+		c.Throttle = &auth.Throttle{MaxPerIP: 8, Window: time.Minute, Cooldown: time.Minute,
 			DelayAfter: 5, DelayStep: step, MaxDelay: time.Second}
 	})
 	c := ts.dial()
@@ -249,5 +268,5 @@ func TestSubmissionSlowsGuessing(t *testing.T) {
 	c.startTLS(ts.clientTLS)
 	c.ehlo("client.example.net")
 	timedAuth("guess7", 535, "5.7.8")
-	timedAuth("alice-secret", 535, "5.7.8")
+	timedAuth("alice-secret", 454, "4.7.0")
 }
