@@ -29,6 +29,7 @@ const (
 	defaultConnectTimeout = 30 * time.Second
 	defaultCommandTimeout = 5 * time.Minute // RFC 5321 4.5.3.2
 	defaultMaxPerDomain   = 5
+	defaultMaxIdlePerHost = 16
 	idleTimeout           = 30 * time.Second // how long an idle connection is kept
 	maxAddresses          = 10               // addresses tried per delivery (Postfix: smtp_mx_address_limit)
 )
@@ -43,7 +44,11 @@ type Config struct {
 	ConnectTimeout           time.Duration  // TCP connect
 	CommandTimeout           time.Duration  // each command's reply, and each write of the message
 	MaxPerDomain             int            // concurrent connections per destination domain
-	Logger                   *slog.Logger
+	// MaxIdlePerHost bounds the idle connections kept per host address for
+	// reuse. Many domains may share one MX host (a hosting provider), so
+	// it is best as high as the deliveries that run at once.
+	MaxIdlePerHost int
+	Logger         *slog.Logger
 	// RootCAs verify remote certificates (nil: the system's roots). TLS is
 	// opportunistic: the result is recorded, never enforced.
 	RootCAs *x509.CertPool
@@ -125,6 +130,9 @@ func New(cfg Config) *Courier {
 	if cfg.MaxPerDomain <= 0 {
 		cfg.MaxPerDomain = defaultMaxPerDomain
 	}
+	if cfg.MaxIdlePerHost <= 0 {
+		cfg.MaxIdlePerHost = defaultMaxIdlePerHost
+	}
 	c := &Courier{cfg: cfg, log: cfg.Logger, res: cfg.Resolver, sems: map[string]*domainSem{}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -132,7 +140,7 @@ func New(cfg Config) *Courier {
 	if c.res == nil {
 		c.res = dnsx.New("", 0)
 	}
-	c.pool = newPool(idleTimeout)
+	c.pool = newPool(idleTimeout, cfg.MaxIdlePerHost)
 	return c
 }
 

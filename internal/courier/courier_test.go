@@ -243,24 +243,6 @@ func TestLineEndsNormalized(t *testing.T) {
 	}
 }
 
-// A source read in 1-byte pieces splits every CRLF across writes.
-func TestLineEndsAcrossWrites(t *testing.T) {
-	var out bytes.Buffer
-	cw := &crlfWriter{w: &out, conn: &conn{nc: nopConn{}}, timeout: time.Second}
-	src := "a\r\nb\rc\nd\r\r\ne\r"
-	for i := 0; i < len(src); i++ {
-		if _, err := cw.Write([]byte{src[i]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := cw.flush(); err != nil {
-		t.Fatal(err)
-	}
-	if want := "a\r\nb\r\nc\r\nd\r\n\r\ne\r\n"; out.String() != want {
-		t.Fatalf("got %q, want %q", out.String(), want)
-	}
-}
-
 func TestConnectionReused(t *testing.T) {
 	port := freePort(t, "127.0.0.1")
 	cert, _ := testCert(t, "mx.example.org")

@@ -9,10 +9,11 @@ import (
 // the next message to the same host skips the connect, greeting, EHLO and
 // TLS handshake.
 type pool struct {
-	ttl    time.Duration
-	mu     sync.Mutex
-	idle   map[string][]*idleConn
-	closed bool
+	ttl     time.Duration
+	maxIdle int // per address
+	mu      sync.Mutex
+	idle    map[string][]*idleConn
+	closed  bool
 }
 
 type idleConn struct {
@@ -20,11 +21,8 @@ type idleConn struct {
 	timer *time.Timer
 }
 
-// maxIdlePerKey bounds the idle connections kept for one address.
-const maxIdlePerKey = 4
-
-func newPool(ttl time.Duration) *pool {
-	return &pool{ttl: ttl, idle: map[string][]*idleConn{}}
+func newPool(ttl time.Duration, maxIdle int) *pool {
+	return &pool{ttl: ttl, maxIdle: maxIdle, idle: map[string][]*idleConn{}}
 }
 
 // get takes the most recently used idle connection for key, or nil.
@@ -49,7 +47,7 @@ func (p *pool) get(key string) *conn {
 func (p *pool) put(cn *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.idle[cn.key]) >= maxIdlePerKey {
+	if p.closed || len(p.idle[cn.key]) >= p.maxIdle {
 		go quit(cn)
 		return
 	}

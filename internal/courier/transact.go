@@ -104,8 +104,8 @@ func (c *Courier) transaction(ctx context.Context, cn *conn, env Envelope, open 
 	}
 	cn.tr.setMute(true, "<message text>")
 	defer cn.tr.setMute(false, "")
-	nw := &crlfWriter{w: w, conn: cn, timeout: c.cfg.CommandTimeout}
-	if _, err := io.Copy(nw, readerOnly{msg}); err != nil {
+	dw := newDataWriter(deadlineWriter{cn.nc, c.cfg.CommandTimeout})
+	if _, err := io.Copy(dw, readerOnly{msg}); err != nil {
 		// Ending the DATA now would deliver a truncated message: drop the
 		// connection instead, the remote discards the transaction.
 		var re readError
@@ -116,7 +116,13 @@ func (c *Courier) transaction(ctx context.Context, cn *conn, env Envelope, open 
 		}
 		return results, false
 	}
-	if err := nw.flush(); err != nil {
+	// The text went straight to the connection; its last line end goes
+	// through go-smtp's writer (see dataWriter), which then ends the data.
+	if err := dw.flush(); err != nil {
+		setAccepted(lost(err, "message transfer"))
+		return results, false
+	}
+	if _, err := io.WriteString(w, "\r\n"); err != nil {
 		setAccepted(lost(err, "message transfer"))
 		return results, false
 	}
@@ -248,61 +254,4 @@ func (r readerOnly) Read(p []byte) (int, error) {
 		err = readError{err}
 	}
 	return n, err
-}
-
-// crlfWriter turns every bare CR and bare LF into CRLF (RFC 5321 2.3.8: a
-// bare CR or LF must never be sent), so the dot-stuffing writer below it
-// sees only CRLF line ends. Each write refreshes the connection's deadline.
-type crlfWriter struct {
-	w       io.Writer
-	conn    *conn
-	timeout time.Duration
-	cr      bool // the last byte written was a CR, its LF not yet seen
-	buf     []byte
-}
-
-func (cw *crlfWriter) Write(p []byte) (int, error) {
-	out := cw.buf[:0]
-	for _, b := range p {
-		switch {
-		case b == '\r':
-			if cw.cr {
-				out = append(out, '\n') // the previous CR was bare
-			}
-			out = append(out, '\r')
-			cw.cr = true
-		case b == '\n':
-			if !cw.cr {
-				out = append(out, '\r')
-			}
-			out = append(out, '\n')
-			cw.cr = false
-		default:
-			if cw.cr {
-				out = append(out, '\n')
-				cw.cr = false
-			}
-			out = append(out, b)
-		}
-	}
-	cw.buf = out
-	if err := cw.write(out); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// flush completes a CR left at the very end of the message.
-func (cw *crlfWriter) flush() error {
-	if !cw.cr {
-		return nil
-	}
-	cw.cr = false
-	return cw.write([]byte{'\n'})
-}
-
-func (cw *crlfWriter) write(b []byte) error {
-	cw.conn.nc.SetWriteDeadline(time.Now().Add(cw.timeout))
-	_, err := cw.w.Write(b)
-	return err
 }
