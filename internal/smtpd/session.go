@@ -201,7 +201,18 @@ func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	local := false
-	if !strings.HasPrefix(domain, "[") { // address literals are never local
+	if strings.HasPrefix(domain, "[") && ss.s.ownIPLiteral(domain) {
+		// user@[our IP] is user@<primary domain>.
+		d, err := ss.postmasterDomain(ctx)
+		if err != nil {
+			ss.log.Error("domain lookup failed", "err", err)
+			messagesRejected.WithLabelValues(reasonTempFailure).Inc()
+			return errTempLookup
+		}
+		ss.log.Debug("address literal taken as local", "to", to, "domain", d)
+		to, domain = to[:len(to)-len(domain)]+d, d
+	}
+	if !strings.HasPrefix(domain, "[") { // other address literals are never local
 		var err error
 		local, err = ss.s.be.HasDomain(ctx, domain)
 		if err != nil {
