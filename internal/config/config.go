@@ -124,6 +124,13 @@ type Limits struct {
 	// VRFY true answers VRFY with 252 2.5.2 for every name; false with
 	// 502 5.5.1 like EXPN (MX and submission).
 	VRFY bool `toml:"vrfy"`
+
+	// LocalIPLiterals are this server's own IP addresses as clients reach
+	// it (public ones behind NAT included): a recipient user@[one of them]
+	// (RFC 5321 4.1.3, "[IPv6:...]" for IPv6) is delivered as user@ the
+	// primary domain, like Postfix's user@[$inet_interfaces]. Empty (the
+	// default): every address-literal recipient is refused on the MX.
+	LocalIPLiterals []string `toml:"local_ip_literals"`
 }
 
 // Queue tunes the outbound queue.
@@ -527,6 +534,11 @@ func (c *Config) validate() error {
 	}
 	if l.AuthMaxFailures > 0 && l.AuthCooldown.Duration < time.Second {
 		return bad("limits.auth_cooldown", "must be at least 1s when auth_max_failures is set (got %v)", l.AuthCooldown.Duration)
+	}
+	for _, a := range l.LocalIPLiterals {
+		if ip, err := netip.ParseAddr(a); err != nil || ip.Zone() != "" || ip.Is4In6() {
+			return bad("limits.local_ip_literals", "%q is not an IP address like \"192.0.2.1\" or \"2001:db8::25\"", a)
+		}
 	}
 	if l.RcptUnknownDelay.Duration < 0 {
 		return bad("limits.rcpt_unknown_delay", "must not be negative")

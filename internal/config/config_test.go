@@ -117,6 +117,7 @@ func TestFullFile(t *testing.T) {
 			RcptUnknownCooldown:   Duration{time.Hour},
 			RcptJitter:            Duration{5 * time.Millisecond},
 			VRFY:                  false,
+			LocalIPLiterals:       []string{"192.0.2.25", "2001:db8::25"},
 		},
 		Queue: Queue{Retry: []Duration{{30 * time.Second}, {2 * time.Minute}}, MaxLifetime: Duration{48 * time.Hour},
 			DelayWarning: Duration{2 * time.Hour}, Concurrency: 8},
@@ -226,7 +227,7 @@ func TestDevelopmentDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("listen = %+v\nwant %+v", c.Listen, want)
 	}
-	if c.Limits != defaultLimits() {
+	if !reflect.DeepEqual(c.Limits, defaultLimits()) {
 		t.Errorf("limits = %+v, want %+v", c.Limits, defaultLimits())
 	}
 	if c.Delivery.MXPort != 25 {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -70,6 +71,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		UnknownRcptCooldown:   cfg.Limits.RcptUnknownCooldown.Duration,
 		RcptJitter:            cfg.Limits.RcptJitter.Duration,
 		DisableVRFY:           !cfg.Limits.VRFY,
+		LocalIPLiterals:       localIPLiterals(cfg),
 	}, st)
 
 	var listeners []net.Listener
@@ -242,4 +244,15 @@ func newThrottle(l config.Limits) *auth.Throttle {
 		MaxPerIP: l.AuthMaxFailures, Window: l.AuthWindow.Duration, Cooldown: l.AuthCooldown.Duration,
 		DelayAfter: l.AuthDelayAfter, DelayStep: l.AuthDelayStep.Duration, MaxDelay: l.AuthMaxDelay.Duration,
 	}
+}
+
+// localIPLiterals parses [limits] local_ip_literals (checked by config).
+func localIPLiterals(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range cfg.Limits.LocalIPLiterals {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
