@@ -578,9 +578,20 @@ func (c *Conn) poll(cmd string) error {
 type responseEncoder struct {
 	*imapwire.Encoder
 	conn *Conn
+	// batch is set for one of the many responses to a command (FETCH,
+	// STORE): it is not flushed, and the write timeout set for the first
+	// lasts until the command's status response, which flushes the output
+	// and clears the timeout (Postern patch 7).
+	batch bool
 }
 
 func newResponseEncoder(conn *Conn) *responseEncoder {
+	return newResponseEncoderBatch(conn, false, true)
+}
+
+// newResponseEncoderBatch is newResponseEncoder for batch responses (see
+// responseEncoder.batch); setTimeout is true for the first of a batch.
+func newResponseEncoderBatch(conn *Conn, batch, setTimeout bool) *responseEncoder {
 	conn.mutex.Lock()
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
@@ -589,10 +600,13 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	wireEnc.QuotedUTF8 = quotedUTF8
 
 	conn.encMutex.Lock() // released by responseEncoder.end
-	conn.setWriteTimeout(respWriteTimeout)
+	if setTimeout {
+		conn.setWriteTimeout(respWriteTimeout)
+	}
 	return &responseEncoder{
 		Encoder: wireEnc,
 		conn:    conn,
+		batch:   batch,
 	}
 }
 
@@ -601,7 +615,9 @@ func (enc *responseEncoder) end() {
 		panic("imapserver: responseEncoder.end called twice")
 	}
 	enc.Encoder = nil
-	enc.conn.setWriteTimeout(0)
+	if !enc.batch {
+		enc.conn.setWriteTimeout(0)
+	}
 	enc.conn.encMutex.Unlock()
 }
 

@@ -87,7 +87,7 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		options.UID = true
 	}
 
-	w := &FetchWriter{conn: c, options: writerOptions}
+	w := &FetchWriter{conn: c, options: writerOptions, batch: true}
 	if err := c.session.Fetch(w, numSet, &options); err != nil {
 		return err
 	}
@@ -326,13 +326,19 @@ func maybeReadPartial(dec *imapwire.Decoder) (*imap.SectionPartial, error) {
 type FetchWriter struct {
 	conn    *Conn
 	options fetchWriterOptions
+	// batch: the responses answer a FETCH or STORE command and go out with
+	// its status response rather than one flush each (Postern patch 7);
+	// unset for unilateral updates (IDLE), which must go out at once.
+	batch   bool
+	started bool
 }
 
 // CreateMessage writes a FETCH response for a message.
 //
 // FetchResponseWriter.Close must be called.
 func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
-	enc := newResponseEncoder(cmd.conn)
+	enc := newResponseEncoderBatch(cmd.conn, cmd.batch, !cmd.batch || !cmd.started)
+	cmd.started = true
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
 	return &FetchResponseWriter{enc: enc, options: cmd.options}
 }
@@ -504,7 +510,12 @@ func (w *FetchResponseWriter) Close() error {
 	if w.enc == nil {
 		return fmt.Errorf("imapserver: FetchResponseWriter already closed")
 	}
-	err := w.enc.Special(')').CRLF()
+	var err error
+	if w.enc.batch {
+		err = w.enc.Special(')').CRLFNoFlush()
+	} else {
+		err = w.enc.Special(')').CRLF()
+	}
 	w.enc.end()
 	w.enc = nil
 	return err

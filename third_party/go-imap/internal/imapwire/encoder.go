@@ -72,6 +72,13 @@ func (enc *Encoder) CRLF() error {
 	return enc.w.Flush()
 }
 
+// CRLFNoFlush writes a "\r\n" sequence and leaves the buffered writer's
+// contents for a later flush: one of many responses to a command.
+func (enc *Encoder) CRLFNoFlush() error {
+	enc.writeString("\r\n")
+	return enc.err
+}
+
 func (enc *Encoder) Atom(s string) *Encoder {
 	return enc.writeString(s)
 }
