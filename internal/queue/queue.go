@@ -30,6 +30,15 @@ type Envelope struct {
 	Ret, EnvID string
 	Notify     []string // per recipient, parallel to Recipients
 	ORcpt      []string // per recipient, parallel to Recipients
+
+	// QueueID names the message (unique for all time), for a transport
+	// that shares work among the message's domains.
+	QueueID string
+	// Signature holds the DKIM-Signature fields an earlier attempt
+	// computed, when SignatureDone ("" then: not signed here); a transport
+	// puts them in front of the message instead of signing again.
+	Signature     string
+	SignatureDone bool
 }
 
 // Result is the remote's answer for one recipient (Code 2xx: delivered).
@@ -47,6 +56,10 @@ type Attempt struct {
 	// RemoteDSN: the remote offered DSN and was handed the parameters, so
 	// it, not we, reports success (RFC 3461 6.2: no "relayed" notice).
 	RemoteDSN bool
+	// Signature holds the DKIM-Signature fields this attempt computed,
+	// when Signed: the queue keeps them for the message's later attempts.
+	Signature string
+	Signed    bool
 }
 
 // Transport delivers a message to the recipients of one domain.
@@ -235,7 +248,8 @@ func (q *Queue) nextDelay(attempts int) time.Duration {
 // attempt delivers one group and records the outcome of every entry.
 func (q *Queue) attempt(ctx context.Context, g *group) {
 	first := g.entries[0]
-	env := Envelope{From: first.From, Size: first.Size, Ret: first.Ret, EnvID: first.EnvID}
+	env := Envelope{From: first.From, Size: first.Size, Ret: first.Ret, EnvID: first.EnvID,
+		QueueID: first.QueueID, Signature: first.Signature, SignatureDone: first.SignatureDone}
 	byRcpt := map[string]store.QueueEntry{}
 	for _, e := range g.entries {
 		env.Recipients = append(env.Recipients, e.Recipient)
@@ -318,6 +332,12 @@ func (q *Queue) attempt(ctx context.Context, g *group) {
 			next := nextFor(e.Attempts)
 			later = append(later, resched{id: e.ID, next: next, err: "no result from transport",
 				event: store.Event{QueueID: e.QueueID, Time: now, Kind: "deferred", Detail: fmt.Sprintf("to=<%s> %s no result", e.Recipient, where)}})
+		}
+	}
+	if att.Signed && !env.SignatureDone && len(later) > 0 {
+		// Sign once per message: the retries reuse these fields.
+		if err := q.st.SaveSignature(ctx, first.MessageID, att.Signature); err != nil {
+			q.log.Error("queue: keeping the DKIM signature", "qid", first.QueueID, "err", err)
 		}
 	}
 	for _, r := range later {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -22,6 +23,7 @@ type fakeTransport struct {
 	mu     sync.Mutex
 	calls  []call
 	answer func(n int, domain string, rcpt string) (int, string)
+	sign   string // when set, "signs" a message not signed yet with this
 }
 
 type call struct {
@@ -43,6 +45,9 @@ func (f *fakeTransport) Deliver(ctx context.Context, domain string, env Envelope
 	f.calls = append(f.calls, call{domain, env, body})
 	f.mu.Unlock()
 	att := Attempt{Host: "mx." + domain, IP: "127.0.0.1", TLS: "TLS 1.3 TLS_AES_128_GCM_SHA256"}
+	if f.sign != "" && !env.SignatureDone {
+		att.Signature, att.Signed = fmt.Sprintf("%s%d\r\n", f.sign, n), true
+	}
 	for _, rc := range env.Recipients {
 		code, enh := f.answer(n, domain, rc)
 		att.Results = append(att.Results, Result{Recipient: rc, Code: code, Enhanced: enh, Text: "scripted"})
@@ -436,5 +441,46 @@ func TestRetryKeepsRecipientsTogether(t *testing.T) {
 		if len(c.env.Recipients) != 3 {
 			t.Errorf("attempt %d had recipients %v, want all three", i+1, c.env.Recipients)
 		}
+	}
+}
+
+// The signature the first attempt made is handed to the retries, for all
+// the message's domains.
+func TestSignatureKeptForRetries(t *testing.T) {
+	cfg := Config{Hostname: "mx.local.test", Retry: []time.Duration{time.Millisecond}, MaxLifetime: time.Hour, DelayWarning: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e := setup(t, cfg, func(n int, d, r string) (int, string) {
+		if n < 4 {
+			return 451, "4.3.0"
+		}
+		return 250, "2.0.0"
+	})
+	e.stop()
+	e.tr.sign = "DKIM-Signature: attempt "
+	e.start(cfg)
+	e.send("alice@local.test", "bob@one.test", "carol@two.test")
+	e.waitEmpty()
+	e.tr.mu.Lock()
+	defer e.tr.mu.Unlock()
+	first := map[string]string{}
+	for i, c := range e.tr.calls {
+		if i < 2 {
+			// Both domains' first attempts (the transport shares the
+			// signing between them; this fake signs each).
+			if c.env.SignatureDone {
+				t.Errorf("call %d (%s): signature already done", i, c.domain)
+			}
+			continue
+		}
+		if !c.env.SignatureDone || !strings.HasPrefix(c.env.Signature, "DKIM-Signature: attempt ") {
+			t.Errorf("call %d (%s): signature %v %q", i, c.domain, c.env.SignatureDone, c.env.Signature)
+		}
+		if f, ok := first[c.domain]; ok && f != c.env.Signature {
+			t.Errorf("call %d (%s): signature changed from %q to %q", i, c.domain, f, c.env.Signature)
+		}
+		first[c.domain] = c.env.Signature
+	}
+	if len(e.tr.calls) < 4 {
+		t.Errorf("%d calls", len(e.tr.calls))
 	}
 }

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,7 +118,73 @@ func TestOutboundSignedPassesInboundChecks(t *testing.T) {
 	if strings.Count(got, "DKIM-Signature:") != 2 || !strings.HasSuffix(got, msg) {
 		t.Errorf("delivered message:\n%s", got)
 	}
-	if opens < 2 {
-		t.Errorf("message opened %d times", opens)
+	if opens != 1 {
+		t.Errorf("message opened %d times for signing and sending, want once", opens)
+	}
+	if !att.Signed || strings.Count(att.Signature, "DKIM-Signature:") != 2 || !strings.HasPrefix(got[strings.Index(got, "DKIM-Signature:"):], att.Signature) {
+		t.Fatalf("attempt kept signature %v %q", att.Signed, att.Signature)
+	}
+
+	// A retry puts the kept fields in front of the message, signing nothing.
+	tr.dkim.Keys = nil // would panic if used
+	att2 := tr.Deliver(ctx, "remote.test", queue.Envelope{From: "alice@example.org", Recipients: []string{"bob@remote.test"},
+		Notify: []string{""}, ORcpt: []string{""}, Size: int64(len(msg)), Signature: att.Signature, SignatureDone: true}, open)
+	if len(att2.Results) != 1 || att2.Results[0].Code != 250 || att2.Signed {
+		t.Fatalf("retry: %+v", att2)
+	}
+	entries, _ = st.Entries(ctx, mb.ID)
+	r, err = st.OpenEntry(ctx, mb.ID, entries[1].UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(r)
+	r.Close()
+	if !strings.HasSuffix(string(b), att.Signature+msg) {
+		t.Errorf("retried message:\n%s", b)
+	}
+	if opens != 2 {
+		t.Errorf("message opened %d times in all, want 2", opens)
+	}
+}
+
+// The attempts for a message's domains, run at once, sign it once.
+func TestSignaturesSharedAmongDomains(t *testing.T) {
+	var s signatures
+	var mu sync.Mutex
+	signs := 0
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.get("qid1", func() (string, error) {
+				mu.Lock()
+				signs++
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+				return "DKIM-Signature: x\r\n", nil
+			})
+			if err != nil || got != "DKIM-Signature: x\r\n" {
+				t.Errorf("get = %q, %v", got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if signs != 1 {
+		t.Errorf("signed %d times", signs)
+	}
+	// A failure is not kept: the next attempt signs again.
+	if _, err := s.get("qid2", func() (string, error) { return "", errors.New("no key") }); err == nil {
+		t.Fatal("no error")
+	}
+	if got, err := s.get("qid2", func() (string, error) { return "ok", nil }); got != "ok" || err != nil {
+		t.Errorf("after a failure: %q, %v", got, err)
+	}
+	// Bounded.
+	for i := 0; i < 2*maxSharedSignatures; i++ {
+		s.get(fmt.Sprint(i), func() (string, error) { return "", nil })
+	}
+	if len(s.m) > maxSharedSignatures {
+		t.Errorf("%d kept", len(s.m))
 	}
 }

@@ -33,6 +33,12 @@ type QueueEntry struct {
 	LastError   string
 	DelayWarned bool
 	Size        int64
+	// Signature holds the message's DKIM-Signature fields when an earlier
+	// attempt computed them (SignatureDone), so that retries send the same
+	// signed message without signing again; "" with SignatureDone means
+	// the message is not signed here.
+	Signature     string
+	SignatureDone bool
 }
 
 // QueueStore is what the outbound queue needs from storage.
@@ -55,6 +61,10 @@ type QueueStore interface {
 	FinishEntries(ctx context.Context, ids []int64, events []Event) error
 	// RescheduleEntries records a failed attempt.
 	RescheduleEntries(ctx context.Context, ids []int64, next time.Time, lastError string, delayWarned bool, events []Event) error
+	// SaveSignature keeps the DKIM-Signature fields computed for a message
+	// for its later attempts (see QueueEntry.Signature). They go when the
+	// message does.
+	SaveSignature(ctx context.Context, messageID int64, fields string) error
 	// RetryEntries makes entries due now (all when ids is empty).
 	RetryEntries(ctx context.Context, ids []int64) (int, error)
 	// HoldEntries holds or releases entries.

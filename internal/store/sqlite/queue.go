@@ -15,7 +15,10 @@ import (
 
 // queueSchema holds the outbound queue: one row per remote recipient of a
 // stored message, holding a reference on it (messages.refs) until the row
-// is removed when delivered, bounced or deleted.
+// is removed when delivered, bounced or deleted. queue_signatures keeps the
+// DKIM-Signature fields of a queued message once an attempt has computed
+// them ("" when it is not signed here); they are not needed for durability
+// (a lost row means signing again), and go with the message.
 const queueSchema = `
 CREATE TABLE IF NOT EXISTS queue (
 	id           INTEGER PRIMARY KEY,
@@ -36,6 +39,10 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue(held, next_attempt);
 CREATE INDEX IF NOT EXISTS queue_message ON queue(message_id);
+CREATE TABLE IF NOT EXISTS queue_signatures (
+	message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	fields     TEXT NOT NULL
+);
 `
 
 var _ store.QueueStore = (*Store)(nil)
@@ -74,19 +81,21 @@ func (s *Store) notifyEnqueue() {
 	}
 }
 
-const queueCols = `q.id, m.qid, q.message_id, q.mail_from, q.rcpt, q.domain, q.notify, q.orcpt, q.ret, q.envid, q.held, q.attempts, q.next_attempt, q.created, q.last_error, q.delay_warned, m.size`
+const queueCols = `q.id, m.qid, q.message_id, q.mail_from, q.rcpt, q.domain, q.notify, q.orcpt, q.ret, q.envid, q.held, q.attempts, q.next_attempt, q.created, q.last_error, q.delay_warned, m.size, k.fields`
 
 func scanQueue(sc interface{ Scan(...any) error }) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var next, created int64
+	var sig sql.NullString
 	err := sc.Scan(&e.ID, &e.QueueID, &e.MessageID, &e.From, &e.Recipient, &e.Domain, &e.Notify, &e.ORcpt, &e.Ret, &e.EnvID,
-		&e.Held, &e.Attempts, &next, &created, &e.LastError, &e.DelayWarned, &e.Size)
+		&e.Held, &e.Attempts, &next, &created, &e.LastError, &e.DelayWarned, &e.Size, &sig)
 	e.NextAttempt, e.Created = fromMilli(next), fromMilli(created)
+	e.Signature, e.SignatureDone = sig.String, sig.Valid
 	return e, err
 }
 
 func (s *Store) queryQueue(ctx context.Context, where string, args ...any) ([]store.QueueEntry, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+queueCols+` FROM queue q JOIN messages m ON m.id = q.message_id `+where, args...)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+queueCols+` FROM queue q JOIN messages m ON m.id = q.message_id LEFT JOIN queue_signatures k ON k.message_id = q.message_id `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +233,14 @@ func (s *Store) RescheduleEntries(ctx context.Context, ids []int64, next time.Ti
 			}
 		}
 		return insertEvents(w, events)
+	})
+}
+
+// SaveSignature keeps a message's DKIM-Signature fields for its retries.
+func (s *Store) SaveSignature(ctx context.Context, messageID int64, fields string) error {
+	return s.exec(func(w *wtx) error {
+		_, err := w.Exec(`INSERT OR REPLACE INTO queue_signatures(message_id, fields) SELECT id, ? FROM messages WHERE id = ?`, fields, messageID)
+		return err
 	})
 }
 
