@@ -6,7 +6,8 @@
 //	go run ./bench/cmd/benchreport -in bench/results/raw.txt -out bench/results
 //
 // Benchmarks report metrics named "postern-<figure>" and "<peer>-<figure>"
-// (for example postern-msgs/s and postfix-accept-msgs/s); a figure whose
+// (for example postern-msgs/s and postfix-accept-msgs/s), one row per peer
+// when a benchmark has several (Postfix and maddy); a figure whose
 // name says seconds, milliseconds or MiB of memory is better when lower,
 // and its ratio is inverted so that above 1 always means Postern is ahead.
 package main
@@ -38,7 +39,7 @@ type Row struct {
 }
 
 func lowerIsBetter(figure string) bool {
-	for _, s := range []string{"-ms", "s/download", "MiB", "fsyncs", "-growth"} {
+	for _, s := range []string{"-ms", "s/download", "MiB", "fsyncs", "-growth", "cpu-s/1kmsg"} {
 		if strings.HasSuffix(figure, s) {
 			return true
 		}
@@ -85,25 +86,30 @@ func parse(r io.Reader) []Row {
 				}
 				fig = m // a Postern-only benchmark (bench/smtp_test.go)
 			}
-			row := Row{Benchmark: name, Figure: fig, Postern: metrics[m]}
+			// One row per peer with this figure (the SMTP inbound
+			// benchmark has two: Postfix and maddy), or one without.
+			paired := map[string]bool{}
 			for _, other := range names { // sorted: the pairing is stable
 				v := metrics[other]
 				peer, pfig, ok := strings.Cut(other, "-")
-				if !ok || peer == "postern" || v == 0 {
+				if !ok || peer == "postern" || v == 0 || paired[peer] {
 					continue
 				}
 				// "postfix-accept-msgs/s" pairs with "msgs/s".
 				if pfig == fig || strings.HasSuffix(pfig, "-"+fig) {
-					row.Peer, row.PeerValue = peer+" ("+pfig+")", v
+					paired[peer] = true
+					row := Row{Benchmark: name, Figure: fig, Postern: metrics[m], Peer: peer + " (" + pfig + ")", PeerValue: v}
 					if lowerIsBetter(fig) {
 						row.Ratio = v / row.Postern
 					} else {
 						row.Ratio = row.Postern / v
 					}
-					break
+					rows = append(rows, row)
 				}
 			}
-			rows = append(rows, row)
+			if len(paired) == 0 {
+				rows = append(rows, Row{Benchmark: name, Figure: fig, Postern: metrics[m]})
+			}
 		}
 	}
 	return rows
@@ -156,7 +162,8 @@ func chart(rows []Row, dir string) error {
 	var data strings.Builder
 	for _, r := range rows {
 		if r.Ratio > 0 {
-			fmt.Fprintf(&data, "\"%s %s\" %.3f\n", r.Benchmark, r.Figure, r.Ratio)
+			peer, _, _ := strings.Cut(r.Peer, " ")
+			fmt.Fprintf(&data, "\"%s %s vs %s\" %.3f\n", r.Benchmark, r.Figure, peer, r.Ratio)
 		}
 	}
 	if data.Len() == 0 {
