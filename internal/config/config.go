@@ -131,6 +131,10 @@ type Limits struct {
 	// primary domain, like Postfix's user@[$inet_interfaces]. Empty (the
 	// default): every address-literal recipient is refused on the MX.
 	LocalIPLiterals []string `toml:"local_ip_literals"`
+	// MaxReceivedHeaders is the most Received: fields a message may carry,
+	// the one we add included, before it is refused as a mail loop (554
+	// 5.4.6); Postfix's hopcount_limit is 50 too.
+	MaxReceivedHeaders int `toml:"max_received_headers"`
 }
 
 // Queue tunes the outbound queue.
@@ -262,6 +266,7 @@ func defaultLimits() Limits {
 		RcptUnknownCooldown:   Duration{10 * time.Minute},
 		RcptJitter:            Duration{2 * time.Millisecond},
 		VRFY:                  true,
+		MaxReceivedHeaders:    50,
 	}
 }
 
@@ -534,6 +539,9 @@ func (c *Config) validate() error {
 	}
 	if l.AuthMaxFailures > 0 && l.AuthCooldown.Duration < time.Second {
 		return bad("limits.auth_cooldown", "must be at least 1s when auth_max_failures is set (got %v)", l.AuthCooldown.Duration)
+	}
+	if l.MaxReceivedHeaders < 10 || l.MaxReceivedHeaders > 1000 {
+		return bad("limits.max_received_headers", "must be from 10 to 1000 (got %d)", l.MaxReceivedHeaders)
 	}
 	for _, a := range l.LocalIPLiterals {
 		if ip, err := netip.ParseAddr(a); err != nil || ip.Zone() != "" || ip.Is4In6() {

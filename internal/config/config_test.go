@@ -118,6 +118,7 @@ func TestFullFile(t *testing.T) {
 			RcptJitter:            Duration{5 * time.Millisecond},
 			VRFY:                  false,
 			LocalIPLiterals:       []string{"192.0.2.25", "2001:db8::25"},
+			MaxReceivedHeaders:    120,
 		},
 		Queue: Queue{Retry: []Duration{{30 * time.Second}, {2 * time.Minute}}, MaxLifetime: Duration{48 * time.Hour},
 			DelayWarning: Duration{2 * time.Hour}, Concurrency: 8},

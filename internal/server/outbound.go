@@ -206,6 +206,8 @@ func startOutbound(cfg *config.Config, st *sqlite.Store, tlsConfig *tls.Config, 
 		Throttle:            throttle,
 		AuthFailDelay:       cfg.Limits.AuthFailDelay.Duration,
 		DisableVRFY:         !cfg.Limits.VRFY,
+		LocalIPLiterals:     localIPLiterals(cfg),
+		MaxReceived:         cfg.Limits.MaxReceivedHeaders,
 	}, st)
 	for _, svc := range []struct {
 		name     string

@@ -72,6 +72,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		RcptJitter:            cfg.Limits.RcptJitter.Duration,
 		DisableVRFY:           !cfg.Limits.VRFY,
 		LocalIPLiterals:       localIPLiterals(cfg),
+		MaxReceived:           cfg.Limits.MaxReceivedHeaders,
 	}, st)
 
 	var listeners []net.Listener

@@ -97,3 +97,28 @@ func TestCommandTimeout(t *testing.T) {
 	c.expectClosed()
 	ts.expectNothingStored()
 }
+
+// TestReceivedHopLimit: with MaxReceived n, a message arriving with n-1
+// Received: fields (n with ours) is delivered; one with n is refused as a
+// mail loop with 554 5.4.6, nothing is stored, and the session goes on.
+func TestReceivedHopLimit(t *testing.T) {
+	const n = 12
+	ts := newTestServer(t, func(cfg *smtpd.Config) { cfg.MaxReceived = n })
+	c := ts.dial()
+	c.ehlo("client.example.net")
+	hops := func(k int) string {
+		return strings.Repeat("Received: from a by b; Thu, 26 Nov 2026 10:00:00 +0000\r\n", k) + "Subject: hops\r\n\r\nx\r\n"
+	}
+	c.send("sender@example.net", []string{"alice@example.org"}, hops(n-1))
+	c.expect("MAIL FROM:<sender@example.net>", 250, "2.0.0")
+	c.expect("RCPT TO:<bob@example.org>", 250, "2.0.0")
+	c.expect("DATA", 354, "")
+	c.write(hops(n) + ".\r\n")
+	if msg := c.expectReply(554, "5.4.6"); !strings.Contains(msg, fmt.Sprintf("(%d)", n+1)) {
+		t.Errorf("554 reply %q does not count the Received fields", msg)
+	}
+	c.send("sender@example.net", []string{"carol@example.org"}, hops(0))
+	if got := ts.inboxCounts(); got["alice@example.org"] != 1 || got["bob@example.org"] != 0 || got["carol@example.org"] != 1 {
+		t.Errorf("inbox counts %v, want alice 1, bob 0, carol 1", got)
+	}
+}

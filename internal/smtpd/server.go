@@ -76,6 +76,11 @@ type Config struct {
 	// address-literal recipient is refused on the MX as relaying (554
 	// 5.7.1), and queued like a remote one on submission.
 	LocalIPLiterals []netip.Addr
+
+	// MaxReceived is the most Received: fields a message may carry, ours
+	// included, before it is refused as a mail loop with 554 5.4.6 (RFC
+	// 5321 6.3); 0: 50.
+	MaxReceived int
 }
 
 // Server is an MX SMTP server.

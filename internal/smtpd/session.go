@@ -371,7 +371,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	var delivered []string
-	if n := countReceived(chk.header.Bytes()) + 1; n > maxReceived { // ours included
+	if n, max := countReceived(chk.header.Bytes())+1, ss.s.maxReceived(); n > max { // ours included
 		// RFC 5321 6.3: a mail loop.
 		bw.Abort()
 		messagesRejected.WithLabelValues(reasonLoop).Inc()
@@ -532,9 +532,16 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// maxReceived is the most Received: headers a message may carry before it
-// is taken for a mail loop (RFC 5321 6.3; Postfix's hopcount_limit is 50).
-const maxReceived = 50
+// defaultMaxReceived is Config.MaxReceived when it is 0 (Postfix's
+// hopcount_limit is 50 too).
+const defaultMaxReceived = 50
+
+func (s *Server) maxReceived() int {
+	if s.cfg.MaxReceived > 0 {
+		return s.cfg.MaxReceived
+	}
+	return defaultMaxReceived
+}
 
 // countReceived counts Received: fields in a header section.
 func countReceived(hdr []byte) int {
