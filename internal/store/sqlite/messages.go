@@ -129,84 +129,73 @@ func entryKeywords(w *wtx, mbID int64, uid uint32) ([]string, error) {
 	return out, rows.Err()
 }
 
-// UIDs lists a mailbox's UIDs in ascending order. They come back as one
-// group_concat string rather than a row each: database/sql's per-row cost
-// would dominate the SELECT of a large mailbox.
+// UIDs lists a mailbox's UIDs in ascending order, from the entry cache.
 func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
-	var list sql.NullString
-	var n int
-	if err := s.rqueryRow(ctx, `SELECT (SELECT group_concat(uid) FROM (SELECT uid FROM entries WHERE mailbox_id = ?1 ORDER BY uid)),
-		(SELECT messages FROM mailboxes WHERE id = ?1)`, mailboxID).Scan(&list, &n); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, err
-	}
-	out := make([]uint32, 0, n)
-	var v uint32
-	digits := false
-	for i := 0; i < len(list.String); i++ {
-		c := list.String[i]
-		if c >= '0' && c <= '9' {
-			v = v*10 + uint32(c-'0')
-			digits = true
-			continue
+	var out []uint32
+	err := s.withBox(ctx, mailboxID, func(entries []cachedEntry) {
+		out = make([]uint32, len(entries))
+		for i := range entries {
+			out[i] = entries[i].uid
 		}
-		if digits {
-			out = append(out, v)
-		}
-		v, digits = 0, false
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return []uint32{}, nil
 	}
-	if digits {
-		out = append(out, v)
-	}
-	return out, nil
+	return out, err
 }
 
 // FirstUnseen returns the lowest UID without \Seen, 0 if every message is seen.
 func (s *Store) FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error) {
-	var uid sql.NullInt64
-	err := s.rqueryRow(ctx, `SELECT min(uid) FROM entries WHERE mailbox_id = ? AND flags & ? = 0`, mailboxID, store.FlagSeen).Scan(&uid)
-	return uint32(uid.Int64), err
+	var uid uint32
+	err := s.withBox(ctx, mailboxID, func(entries []cachedEntry) {
+		for i := range entries {
+			if entries[i].flags&store.FlagSeen == 0 {
+				uid = entries[i].uid
+				return
+			}
+		}
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	return uid, err
 }
 
 // EntriesByUID returns the entries among uids (in any order), by UID, with
-// their keywords. It reads contiguous runs of UIDs with one range query
-// each, or one query over the whole span when the set is fragmented.
+// their keywords, from the entry cache (without the stored message's queue
+// ID and sender).
 func (s *Store) EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32) ([]store.Entry, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	sorted := slices.Clone(uids)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
-	type run struct{ lo, hi uint32 }
-	var runs []run
-	for _, u := range sorted {
-		if n := len(runs); n > 0 && runs[n-1].hi+1 == u {
-			runs[n-1].hi = u
-		} else {
-			runs = append(runs, run{u, u})
-		}
-	}
-	filter := false
-	if len(runs) > 16 {
-		runs = []run{{sorted[0], sorted[len(sorted)-1]}}
-		filter = true
+	sorted := uids
+	if !slices.IsSorted(uids) {
+		sorted = slices.Clone(uids)
+		slices.Sort(sorted)
 	}
 	var out []store.Entry
-	for _, r := range runs {
-		es, err := s.entriesPacked(ctx, mailboxID, r.lo, r.hi)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range es {
-			if filter {
-				if _, ok := slices.BinarySearch(sorted, e.UID); !ok {
-					continue
-				}
+	err := s.withBox(ctx, mailboxID, func(entries []cachedEntry) {
+		out = make([]store.Entry, 0, min(len(sorted), len(entries)))
+		// Walk both in order; jump by binary search over gaps.
+		j := 0
+		for i, uid := range sorted {
+			if i > 0 && uid == sorted[i-1] {
+				continue
 			}
-			out = append(out, e)
+			if j < len(entries) && entries[j].uid < uid {
+				k, _ := slices.BinarySearchFunc(entries[j:], uid, func(e cachedEntry, u uint32) int { return int(int64(e.uid) - int64(u)) })
+				j += k
+			}
+			if j < len(entries) && entries[j].uid == uid {
+				out = append(out, entries[j].entry(mailboxID))
+				j++
+			}
 		}
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
 	}
-	return out, nil
+	return out, err
 }
 
 // entriesPacked reads the entries with lo <= uid <= hi, with keywords,

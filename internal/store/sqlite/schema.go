@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS entries (
 	PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_message ON entries(message_id);
+-- Entries and expunges by MODSEQ: what changed since a MODSEQ (entrycache.go).
+CREATE INDEX IF NOT EXISTS entries_modseq ON entries(mailbox_id, modseq);
 CREATE TABLE IF NOT EXISTS keywords (
 	mailbox_id INTEGER NOT NULL,
 	uid        INTEGER NOT NULL,
@@ -81,6 +83,7 @@ CREATE TABLE IF NOT EXISTS expunged (
 	modseq     INTEGER NOT NULL,
 	PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);
 CREATE TABLE IF NOT EXISTS events (
 	id     INTEGER PRIMARY KEY,
 	qid    TEXT NOT NULL,

@@ -84,6 +84,7 @@ type Store struct {
 
 	changes *store.Broadcaster // committed mailbox changes, published by the writer
 	rstmts  sync.Map           // query text: prepared reader *sql.Stmt
+	cache   entryCache         // mailboxes' entries for IMAP reads
 
 	enqueueMu sync.Mutex
 	onEnqueue []func()
