@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"strings"
-
-	"github.com/emersion/go-msgauth/dkim"
+	"time"
 )
 
 // signedFields are the header fields signed when present. From is listed
@@ -31,6 +28,15 @@ type Signer struct {
 	// From says, or a forged From of a hosted domain would leave here
 	// with a valid signature. Empty: no such check.
 	Hostname string
+	// Now is the signing time (t=); nil: time.Now.
+	Now func() time.Time
+}
+
+func (s *Signer) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // Sign reads a message and returns the DKIM-Signature fields to put in
@@ -88,7 +94,7 @@ func (s *Signer) Sign(ctx context.Context, mailFrom string, msg io.Reader) (stri
 	if err != nil {
 		return "", err
 	}
-	sigs, err := signWith(keys, fieldsToSign(hdr), io.MultiReader(&head, br))
+	sigs, err := signWith(keys, fieldsToSign(hdr), io.MultiReader(&head, br), s.now())
 	if err == nil {
 		dkimSigned.Inc()
 	}
@@ -117,44 +123,6 @@ func fieldsToSign(hdr *headerCapture) []string {
 		}
 	}
 	return append(keys, "From")
-}
-
-// signWith signs the message read from r with every key in one pass.
-func signWith(keys []Key, fields []string, r io.Reader) (string, error) {
-	if len(keys) == 0 {
-		return "", errors.New("dkim: no keys")
-	}
-	var signers []*dkim.Signer
-	var ws []io.Writer
-	for _, k := range keys {
-		sg, err := dkim.NewSigner(&dkim.SignOptions{
-			Domain:                 k.Domain,
-			Selector:               k.Selector,
-			Signer:                 k.Signer,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-			HeaderKeys:             fields,
-		})
-		if err != nil {
-			return "", err
-		}
-		signers = append(signers, sg)
-		ws = append(ws, sg)
-	}
-	_, err := io.Copy(io.MultiWriter(ws...), r)
-	var out strings.Builder
-	for _, sg := range signers {
-		if cerr := sg.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err == nil {
-			out.WriteString(sg.Signature())
-		}
-	}
-	if err != nil {
-		return "", fmt.Errorf("dkim: signing: %w", err)
-	}
-	return out.String(), nil
 }
 
 // receivedUnauthenticated reports whether the first header field of hdr
