@@ -95,7 +95,7 @@ func scanQueue(sc interface{ Scan(...any) error }) (store.QueueEntry, error) {
 }
 
 func (s *Store) queryQueue(ctx context.Context, where string, args ...any) ([]store.QueueEntry, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+queueCols+` FROM queue q JOIN messages m ON m.id = q.message_id LEFT JOIN queue_signatures k ON k.message_id = q.message_id `+where, args...)
+	rows, err := s.rquery(ctx, `SELECT `+queueCols+` FROM queue q JOIN messages m ON m.id = q.message_id LEFT JOIN queue_signatures k ON k.message_id = q.message_id `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (s *Store) OpenMessage(ctx context.Context, messageID int64) (store.ReadSee
 	var qid string
 	var inline bool
 	var data []byte
-	err := s.rdb.QueryRowContext(ctx, `SELECT m.qid, m.inline, c.data FROM messages m LEFT JOIN contents c ON c.message_id = m.id WHERE m.id = ?`, messageID).Scan(&qid, &inline, &data)
+	err := s.rqueryRow(ctx, `SELECT m.qid, m.inline, c.data FROM messages m LEFT JOIN contents c ON c.message_id = m.id WHERE m.id = ?`, messageID).Scan(&qid, &inline, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", messageID, store.ErrNotFound)
 	}
