@@ -53,6 +53,21 @@ func FuzzSMTPSession(f *testing.F) {
 	})
 }
 
+// TestBDATThenHangUp is FuzzSMTPSession's first find, made repeatable: a
+// client that hangs up right after a BDAT chunk (not LAST) used to make
+// go-smtp's BDAT goroutine call Data on the session the closed connection
+// had already dropped (nil), a panic. It was a race, hence the loop.
+func TestBDATThenHangUp(t *testing.T) {
+	fs := newFuzzServers(t)
+	for range 50 {
+		fs.run(t, false, false, []byte("EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nBDAT 0\r\n"))
+	}
+	time.Sleep(100 * time.Millisecond) // a late panic, after the last session closed
+	if n := fs.panics.Load(); n != 0 {
+		t.Fatalf("%d sessions panicked", n)
+	}
+}
+
 // fuzzSeeds are dialogues for FuzzSMTPSession (first byte: the mode).
 func fuzzSeeds() []string {
 	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice@example.org\x00" + fuzzPass))
@@ -102,7 +117,7 @@ type fuzzServers struct {
 	bad     atomic.Pointer[string] // a stored message with a bare CR or LF
 }
 
-func newFuzzServers(f *testing.F) *fuzzServers {
+func newFuzzServers(f testing.TB) *fuzzServers {
 	dir := f.TempDir()
 	st, err := sqlite.Open(dir)
 	if err != nil {

@@ -1082,6 +1082,10 @@ func (c *Conn) handleBdat(arg string) {
 		dataResult := make(chan error, 1)
 		c.dataResult = dataResult
 		bdatStatus := c.bdatStatus
+		// Postern patch: the session and recipients are taken now. The
+		// goroutine may start after the connection closed (client gone
+		// after a chunk), when c.Session() is nil.
+		session, recipients := c.Session(), c.recipients
 
 		go func() {
 			defer func() {
@@ -1095,12 +1099,12 @@ func (c *Conn) handleBdat(arg string) {
 
 			var err error
 			if !c.server.LMTP {
-				err = c.Session().Data(r)
+				err = session.Data(r)
 			} else {
-				lmtpSession, ok := c.Session().(LMTPSession)
+				lmtpSession, ok := session.(LMTPSession)
 				if !ok {
-					err = c.Session().Data(r)
-					for _, rcpt := range c.recipients {
+					err = session.Data(r)
+					for _, rcpt := range recipients {
 						bdatStatus.SetStatus(rcpt, err)
 					}
 				} else {
