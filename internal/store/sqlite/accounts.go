@@ -7,13 +7,19 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/postern-mail/postern/internal/store"
 )
 
-// splitAddress returns the lower-cased address and its domain.
+// splitAddress returns the lower-cased address and its domain, without
+// surrounding space or the root's trailing dot. All trailing dots and
+// spaces go at once, so that a returned address splits to itself
+// ("a@b.." once gave "a@b.", then "a@b").
 func splitAddress(address string) (addr, domain string, err error) {
-	a := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(address)), ".")
+	a := strings.TrimRightFunc(strings.ToLower(strings.TrimSpace(address)), func(r rune) bool {
+		return r == '.' || unicode.IsSpace(r)
+	})
 	at := strings.LastIndexByte(a, '@')
 	if at <= 0 || at == len(a)-1 {
 		return "", "", fmt.Errorf("%q is not an address like user@example.org", address)
