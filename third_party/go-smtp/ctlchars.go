@@ -86,8 +86,8 @@ func ctlCharReply(line string) (code int, ec EnhancedCode, msg string, ok bool) 
 				// The address is clean: the character is in the parameters.
 				return 501, EnhancedCode{5, 5, 4}, fmt.Sprintf("%s parameters contain %s", verb, what), true
 			}
+			return 501, addrEC, fmt.Sprintf("%s contains %s", addrWhat, what), true
 		}
-		return 501, addrEC, fmt.Sprintf("%s contains %s", addrWhat, what), true
 	}
 	return 501, EnhancedCode{5, 5, 2}, fmt.Sprintf("Command line contains %s", what), true
 }
