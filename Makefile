@@ -1,7 +1,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build test test-deps check bench clean
+.PHONY: build test test-deps check bench fuzz clean
 
 # One static binary, pure Go.
 build:
@@ -23,6 +23,28 @@ test: test-deps check
 
 bench:
 	./bench/run
+
+# Fuzzing: each target in turn for FUZZTIME (new crashers land in the
+# package's testdata/fuzz/<Target>/; commit them as regression seeds).
+# FUZZTARGETS lists module-dir:package:target; pick some with e.g.
+#   make fuzz FUZZTIME=30s FUZZTARGETS=.:./internal/imapd:FuzzIMAPSession
+# FUZZFLAGS passes more, e.g. FUZZFLAGS=-parallel=1 for one worker.
+# FuzzParsePath runs from third_party/go-smtp: fuzzing needs the main module.
+FUZZTIME ?= 5m
+FUZZFLAGS ?=
+FUZZTARGETS ?= \
+	.:./internal/smtpd:FuzzSMTPSession \
+	.:./internal/imapd:FuzzIMAPSession \
+	.:./internal/pop3d:FuzzSession \
+	third_party/go-smtp:.:FuzzParsePath \
+	.:./internal/store/sqlite:FuzzNormalizeAddress \
+	.:./internal/smtpd:FuzzARFilter
+fuzz:
+	@set -e; for t in $(FUZZTARGETS); do \
+		dir=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; name=$${rest#*:}; \
+		echo "== $$name ($$dir $$pkg, $(FUZZTIME))"; \
+		(cd $$dir && $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS)); \
+	done
 
 clean:
 	rm -f postern
