@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeServer is a scripted SMTP peer for what go-smtp's server will not do
@@ -168,6 +169,8 @@ func TestSTARTTLSRefused(t *testing.T) {
 // An idle connection that dies after answering RSET (at the EHLO that
 // go-smtp sends after it) is replaced by a new one for the same message.
 func TestReusedConnectionDiesAfterRSET(t *testing.T) {
+	defer func(d time.Duration) { probeIdleAfter = d }(probeIdleAfter)
+	probeIdleAfter = 0 // always probe
 	port := freePort(t, "127.0.0.1")
 	var mu sync.Mutex
 	rsets := 0
@@ -196,5 +199,40 @@ func TestReusedConnectionDiesAfterRSET(t *testing.T) {
 	}
 	if n := strings.Count(strings.Join(cmds, "|"), "EHLO"); n != 3 {
 		t.Errorf("%d EHLO, want 3 (new, after RSET, new): %q", n, cmds)
+	}
+}
+
+// A connection reused right after a transaction goes straight to MAIL (no
+// RSET, no second EHLO); one that died is replaced for the same message.
+func TestFreshlyPooledConnectionSkipsRSET(t *testing.T) {
+	port := freePort(t, "127.0.0.1")
+	var mu sync.Mutex
+	mails := 0
+	f := startFake(t, "127.0.0.1", port, "220 quick.example ESMTP", func(cmd string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		switch verb, _, _ := strings.Cut(strings.ToUpper(cmd), " "); verb {
+		case "EHLO":
+			return "250-quick.example\r\n250 8BITMIME"
+		case "MAIL":
+			if mails++; mails == 3 {
+				return "" // hang up at the third message's MAIL
+			}
+		}
+		return oldServer(cmd)
+	})
+	c := newCourier(t, port, zone("example.org. MX 10 mx.example.org.", "mx.example.org. A 127.0.0.1"))
+	for _, rcpt := range []string{"b@example.org", "c@example.org", "d@example.org"} {
+		wantCodes(t, deliver(t, c, "example.org", "a@sender.test", testMsg, rcpt), "250 2.0.0")
+	}
+	cmds, data := f.log()
+	want := "EHLO|MAIL|RCPT|DATA|MAIL|RCPT|DATA|MAIL|EHLO|MAIL|RCPT|DATA"
+	var verbs []string
+	for _, c := range cmds {
+		v, _, _ := strings.Cut(c, " ")
+		verbs = append(verbs, v)
+	}
+	if got := strings.Join(verbs, "|"); got != want || len(data) != 3 {
+		t.Errorf("commands %s (%d messages), want %s", got, len(data), want)
 	}
 }

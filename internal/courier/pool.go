@@ -51,6 +51,7 @@ func (p *pool) put(cn *conn) {
 		go quit(cn)
 		return
 	}
+	cn.idleSince = time.Now()
 	ic := &idleConn{cn: cn}
 	ic.timer = time.AfterFunc(p.ttl, func() {
 		p.mu.Lock()
