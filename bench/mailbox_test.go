@@ -113,8 +113,6 @@ func BenchmarkLargeMailbox(b *testing.B) {
 	}
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 // largeMessage is message i of the large mailbox: about 1 KiB, one in a
 // hundred with "needle" in its Subject; nine in ten are \Seen.
 func largeMessage(i int) []byte {
