@@ -28,10 +28,12 @@ bench:
 # package's testdata/fuzz/<Target>/; commit them as regression seeds).
 # FUZZTARGETS lists module-dir:package:target; pick some with e.g.
 #   make fuzz FUZZTIME=30s FUZZTARGETS=.:./internal/imapd:FuzzIMAPSession
-# FUZZFLAGS passes more, e.g. FUZZFLAGS=-parallel=1 for one worker.
+# FUZZFLAGS passes more, e.g. FUZZFLAGS=-parallel=1 for one worker. The
+# session targets' coverage varies from run to run (goroutines), so each new
+# input is minimized for at most 10s instead of go test's 60s.
 # FuzzParsePath runs from third_party/go-smtp: fuzzing needs the main module.
 FUZZTIME ?= 5m
-FUZZFLAGS ?=
+FUZZFLAGS ?= -fuzzminimizetime=10s
 FUZZTARGETS ?= \
 	.:./internal/smtpd:FuzzSMTPSession \
 	.:./internal/imapd:FuzzIMAPSession \

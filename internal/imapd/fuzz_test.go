@@ -105,8 +105,7 @@ func (e *env) fuzzRun(t *testing.T, implicitTLS, lineByLine bool, input []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No TIME_WAIT left behind: thousands of runs would use up the ports.
-	defer func() { tc.(*net.TCPConn).SetLinger(0); tc.Close() }()
+	defer tc.Close()
 	tc.SetDeadline(time.Now().Add(20 * time.Second))
 	var c net.Conn = tc
 	closeWrite := tc.(*net.TCPConn).CloseWrite

@@ -194,8 +194,7 @@ func (fs *fuzzServers) run(t *testing.T, submission, lineByLine bool, input []by
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No TIME_WAIT left behind: thousands of runs would use up the ports.
-	defer func() { tc.(*net.TCPConn).SetLinger(0); tc.Close() }()
+	defer tc.Close()
 	tc.SetDeadline(time.Now().Add(20 * time.Second))
 	var c net.Conn = tc
 	closeWrite := tc.(*net.TCPConn).CloseWrite
