@@ -52,7 +52,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		connectionsActive.Inc()
-		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+		return &limitedConn{Conn: &coalescer{Conn: c}, release: func() { l.release(ip) }}, nil
 	}
 }
 
