@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"io"
 	"log/slog"
 	"net"
@@ -24,17 +23,19 @@ import (
 // The first byte picks the listener and the pacing: bit 0 set is implicit
 // TLS (LOGIN reachable), otherwise the plain listener (STARTTLS,
 // LOGINDISABLED); bit 1 set writes the input line by line, otherwise in
-// one write (everything pipelined). Seeds use '0' to '3'. The client then
-// half-closes and reads until the server closes.
+// one write (everything pipelined). The client then half-closes and reads
+// until the server closes. The seeds, in testdata/fuzz/FuzzIMAPSession,
+// start with '0' to '3': STARTTLS with pipelined commands, LOGIN and
+// AUTHENTICATE PLAIN (with SASL-IR and literals), mailbox commands, FETCH
+// of every item, SEARCH, STORE, COPY, MOVE, EXPUNGE, APPEND with
+// synchronizing, non-synchronizing and binary literals, IDLE, malformed
+// and deeply nested commands.
 //
 // Checked: no command panics (go-imap recovers them; the log tells), the
 // server ends the session within the deadline, and the output is IMAP
 // response lines ("* ", "+ " or a tag then OK, NO or BAD), each ending in
 // CRLF, literals counted out (until a STARTTLS handshake starts).
 func FuzzIMAPSession(f *testing.F) {
-	for _, s := range imapFuzzSeeds() {
-		f.Add([]byte(s))
-	}
 	var panics atomic.Int64
 	e := newEnv(f, func(c *Config) {
 		c.IdleTimeout = 5 * time.Second
@@ -63,35 +64,6 @@ func FuzzIMAPSession(f *testing.F) {
 		}
 		checkIMAPOutput(t, out, input)
 	})
-}
-
-// imapFuzzSeeds are dialogues for FuzzIMAPSession (first byte: the mode).
-func imapFuzzSeeds() []string {
-	login := "a LOGIN " + testUser + " \"" + testPass + "\"\r\n"
-	plain := base64.StdEncoding.EncodeToString([]byte("\x00" + testUser + "\x00" + testPass))
-	msg := "From: x@y.test\r\nSubject: appended\r\n\r\nhello\r\n"
-	n := strconv.Itoa(len(msg))
-	return []string{
-		// Before TLS: CAPABILITY, LOGINDISABLED, STARTTLS with pipelined commands.
-		"0a CAPABILITY\r\nb NOOP\r\nc LOGIN " + testUser + " x\r\nd AUTHENTICATE PLAIN\r\ne STARTTLS\r\nf CAPABILITY\r\n",
-		"2a STARTTLS\r\n\x16\x03\x01\x00\x05hello",
-		"0a ID (\"name\" \"fuzz\")\r\nb ENABLE IMAP4rev2\r\nz LOGOUT\r\n",
-		// Logged in: mailbox commands.
-		"1" + login + "b LIST \"\" \"*\"\r\nc LIST (SUBSCRIBED) \"\" \"%\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN SIZE))\r\nd LSUB \"\" *\r\ne NAMESPACE\r\nf CREATE Foo/Bar\r\ng CREATE Archive (USE (\\Archive))\r\nh RENAME Foo/Bar Foo/Baz\r\ni SUBSCRIBE Foo/Baz\r\nj STATUS Foo/Baz (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)\r\nk DELETE Foo/Baz\r\nl UNSUBSCRIBE Foo/Baz\r\nm DELETE Foo\r\nz LOGOUT\r\n",
-		// Logged in with SASL-IR: SELECT and FETCH everything.
-		"3a AUTHENTICATE PLAIN " + plain + "\r\nb SELECT INBOX\r\nc FETCH 1:* (FLAGS UID INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (From Subject)])\r\nd FETCH 2 (BODY[1.2.MIME] BODY[2]<0.5> BINARY[1.1] BINARY.SIZE[1.1] BINARY.PEEK[2]<1.3> RFC822.HEADER RFC822.TEXT)\r\ne UID FETCH 1:* (BODY[] BODY[TEXT] BODY[HEADER])\r\nf FETCH * FAST\r\ng FETCH 1,3 ALL\r\nh FETCH 99 FULL\r\nz LOGOUT\r\n",
-		"1a AUTHENTICATE PLAIN\r\n" + plain + "\r\nb EXAMINE INBOX\r\nc SEARCH ALL\r\nd UID SEARCH RETURN (MIN MAX COUNT ALL) OR SUBJECT nested FROM bob SINCE 1-Jan-2000 NOT DELETED\r\ne SEARCH CHARSET UTF-8 TEXT {6}\r\nhällo\r\nf SEARCH 1:* LARGER 10 SMALLER 100000 HEADER Subject x BODY hello UNSEEN KEYWORD foo\r\ng SEARCH SAVE UID 1:*\r\nh FETCH $ FLAGS\r\nz LOGOUT\r\n",
-		// Flags, copy, move, expunge.
-		"1" + login + "b SELECT INBOX\r\nc STORE 1 +FLAGS (\\Seen \\Flagged $Label1)\r\nd UID STORE 1:* -FLAGS.SILENT (\\Seen)\r\ne STORE 2 FLAGS (\\Deleted)\r\nf CREATE Trash\r\ng COPY 1:2 Trash\r\nh UID MOVE 3 Trash\r\ni EXPUNGE\r\nj UID EXPUNGE 1:*\r\nk CLOSE\r\nl SELECT Trash\r\nm UNSELECT\r\nz LOGOUT\r\n",
-		// APPEND: synchronizing and non-synchronizing literals, flags, date.
-		"3" + login + "b APPEND INBOX (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {" + n + "}\r\n" + msg + "\r\nc APPEND INBOX {" + n + "+}\r\n" + msg + "\r\nd APPEND Nowhere {3}\r\nabc\r\ne APPEND INBOX {99999999}\r\nf APPEND INBOX ~{5+}\r\n\x00\x01\x02\x03\x04\r\nz LOGOUT\r\n",
-		// IDLE, then DONE; NOOP and CHECK in between.
-		"1" + login + "b SELECT INBOX\r\nc IDLE\r\nDONE\r\nd NOOP\r\ne CHECK\r\nf IDLE\r\nx\r\nz LOGOUT\r\n",
-		// Malformed and odd input.
-		"1" + login + "\r\n*\r\na1\r\na1 (NOOP)\r\na1 UID\r\na1 FETCH\r\na2 SELECT\r\na3 SELECT {3}\r\nIN\r\na4 FETCH 1:* (BODY[\r\na5 FETCH 4294967295:1 FLAGS\r\na6 STORE 1 +FLAGS (\\Unknown)\r\n\x00\xff\r\n\n\r\r\na7 LOGIN a b\r\n",
-		"1" + login + "a SELECT INBOX\r\nb FETCH 1 BODY[" + strings.Repeat("1.", 200) + "1]\r\nc SEARCH " + strings.Repeat("NOT ", 300) + "ALL\r\nd SEARCH " + strings.Repeat("(", 200) + "ALL" + strings.Repeat(")", 200) + "\r\ne FETCH 1 (BODY[]<4294967295.4294967295>)\r\n",
-		"3a LOGIN {" + strconv.Itoa(len(testUser)) + "}\r\n" + testUser + " {" + strconv.Itoa(len(testPass)) + "+}\r\n" + testPass + "\r\nb SELECT \"INBOX\" (CONDSTORE)\r\nc LIST \"\" {10000}\r\n",
-	}
 }
 
 // fuzzRun is one session: it sends input, half-closes and returns what the

@@ -32,17 +32,19 @@ const fuzzPass = "fuzz-secret"
 // session over loopback TCP, against a real store. The first byte picks
 // the listener and the pacing: bit 0 set is submission over implicit TLS
 // (AUTH reachable), otherwise the MX; bit 1 set writes the input line by
-// line, otherwise in one write (everything pipelined). Seeds use '0' to
-// '3'. The client then half-closes and reads until the server closes.
+// line, otherwise in one write (everything pipelined). The client then
+// half-closes and reads until the server closes. The seeds, in
+// testdata/fuzz/FuzzSMTPSession, start with '0' to '3': deliveries on the
+// MX and on submission (AUTH PLAIN and LOGIN, DSN, DATA and BDAT), each
+// SMTP smuggling end-of-data variant followed by a pipelined second
+// transaction, STARTTLS with pipelined commands, nmap's open-relay
+// addresses, odd syntax and bytes.
 //
 // Checked: no session panics (go-smtp recovers them; the log tells), the
 // server ends the session, every reply line is "ddd" then space or dash
 // and ends in CRLF (until a STARTTLS handshake starts), and every message
 // handed to the store has only CRLF line ends.
 func FuzzSMTPSession(f *testing.F) {
-	for _, s := range fuzzSeeds() {
-		f.Add([]byte(s))
-	}
 	fs := newFuzzServers(f)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		if len(input) == 0 {
@@ -65,46 +67,6 @@ func TestBDATThenHangUp(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a late panic, after the last session closed
 	if n := fs.panics.Load(); n != 0 {
 		t.Fatalf("%d sessions panicked", n)
-	}
-}
-
-// fuzzSeeds are dialogues for FuzzSMTPSession (first byte: the mode).
-func fuzzSeeds() []string {
-	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice@example.org\x00" + fuzzPass))
-	user := base64.StdEncoding.EncodeToString([]byte("alice@example.org"))
-	pass := base64.StdEncoding.EncodeToString([]byte(fuzzPass))
-	msg := "From: bob@example.net\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nbody\r\n..dot\r\n"
-	return []string{
-		// MX: a plain delivery, one command per write.
-		"2EHLO client.example.net\r\nMAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n" + msg + ".\r\nQUIT\r\n",
-		// MX: pipelined, alias, several recipients, RSET, NOOP, HELP, VRFY, EXPN.
-		"0EHLO c\r\nMAIL FROM:<> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<team@example.org>\r\nRCPT TO:<carol@example.org>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\n" + msg + ".\r\nRSET\r\nNOOP\r\nHELP\r\nVRFY alice\r\nEXPN team\r\nQUIT\r\n",
-		// MX: BDAT (CHUNKING), then BDAT LAST with a zero chunk.
-		"0EHLO c\r\nMAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.org>\r\nBDAT 21\r\nSubject: x\r\n\r\nhello\r\nBDAT 0 LAST\r\nQUIT\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nBDAT 11 LAST\r\nx\r\n\r\nbody\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nBDAT 5\r\nab\r\nDATA\r\n",
-		// SMTP smuggling: each end-of-data variant then a pipelined second transaction.
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: 1\r\n\r\nx\n.\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: 2\r\n\r\ny\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\n.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\rMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r.\rMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n\x00.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nBDAT 30 LAST\r\nx\r\n.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\ny\r\n.\r\n",
-		// STARTTLS with pipelined plaintext (CVE-2011-0411), and alone.
-		"0EHLO c\r\nSTARTTLS\r\nRSET\r\n",
-		"2EHLO c\r\nSTARTTLS\r\n\x16\x03\x01\x00\x05hello",
-		// Relay attempts as nmap's smtp-open-relay tries them.
-		"2HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<to%d.test@[192.0.2.9]>\r\nRCPT TO:<\"to@d.test\">\r\nRCPT TO:<to@d.test@[192.0.2.9]>\r\nRCPT TO:<@[192.0.2.9]:to@d.test>\r\nRCPT TO:<d.test!to>\r\nRCPT TO:<d.test!to@[192.0.2.9]>\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<alice@[127.0.0.1]>\r\n",
-		// Odd syntax, parameters and bytes.
-		"0EHLO\r\nHELO\r\nMAIL FROM:alice@example.org\r\nMAIL FROM:<a@b> SIZE=x RET=FULL ENVID=a+2Bb\r\nMAIL FROM:<\"quoted local\"@b.test> SMTPUTF8 AUTH=<>\r\nRCPT TO:<alice@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b\r\nRCPT TO:<älice@example.org>\r\nRCPT TO:<alice@example.org\r\nDATA\r\n",
-		"2EHLO a\rb\r\nMAIL FROM:<a\x00@b.test>\r\nMAIL FROM:<a@b.test> X=\r\x01\r\n\xff\xfe\r\n\n\n\r\r\r\nRCPT TO:<>\r\nBDAT x\r\nBDAT 99999999999999999999\r\nBDAT -1\r\nAUTH PLAIN\r\n*\r\nQUIT\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n" + strings.Repeat("x", 1100) + "\r\n.\r\n",
-		"0EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nReceived: a\r\nReceived: b\r\nAuthentication-Results: mx.example.org; spf=pass\r\nFrom: a@b, c@d\r\n\r\n.\r\n",
-		// Submission over implicit TLS: AUTH PLAIN and LOGIN, relaying out.
-		"1EHLO c\r\nAUTH PLAIN " + plain + "\r\nMAIL FROM:<alice@example.org> RET=HDRS ENVID=x\r\nRCPT TO:<someone@elsewhere.test> NOTIFY=NEVER\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n" + msg + ".\r\nQUIT\r\n",
-		"3EHLO c\r\nAUTH LOGIN\r\n" + user + "\r\n" + pass + "\r\nMAIL FROM:<team@example.org>\r\nRCPT TO:<x@y.test>\r\nBDAT 11 LAST\r\nx\r\n\r\nbody\r\nQUIT\r\n",
-		"1EHLO c\r\nMAIL FROM:<alice@example.org>\r\nAUTH PLAIN\r\n" + plain + "\r\nAUTH PLAIN " + plain + "\r\nMAIL FROM:<carol@example.org>\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\nDATA\r\nx\r\n.\r\n",
-		"3EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN YWxpY2VAZXhhbXBsZS5vcmc=\r\nd3Jvbmc=\r\nAUTH CRAM-MD5\r\nAUTH PLAIN =\r\nAUTH PLAIN !!!\r\nAUTH\r\n",
 	}
 }
 
