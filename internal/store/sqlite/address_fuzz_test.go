@@ -13,27 +13,8 @@ import (
 // Each must never panic and be idempotent: a normalised address or name
 // normalises to itself, so that storing and looking up agree. A normalised
 // address is lower case, and its domain is what follows its last '@'.
+// Seeds are in testdata/fuzz/FuzzNormalizeAddress.
 func FuzzNormalizeAddress(f *testing.F) {
-	for _, s := range []string{
-		"alice@example.org",
-		"Alice@Example.ORG",
-		" alice@example.org. ",
-		"alice+tag@example.org",
-		"\"quoted@local\"@example.org",
-		"postmaster",
-		"@example.org",
-		"alice@",
-		"alice@example.org..",
-		"ALİCE@EXAMPLE.ORG",
-		"\xff@\xfe",
-		"a@[192.0.2.1]",
-		"INBOX",
-		"inbox/Sub",
-		"Foo//Bar",
-		"Foo/*",
-	} {
-		f.Add(s)
-	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if addr, domain, err := splitAddress(s); err == nil {
 			if addr != strings.ToLower(addr) {
