@@ -2,6 +2,7 @@ package auth
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -42,6 +43,19 @@ type Throttle struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time
 	refused  map[string]time.Time // IP: end of its cool-down
+}
+
+// clientKey is what an IP is counted as: an IPv6 address by its /64, the
+// block one client usually holds (a guesser would otherwise take a new
+// address for every few guesses), like mox's smallest IPv6 step; Dovecot
+// masks IPv6 to /48.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
 
 // maxKeys bounds the memory a flood of distinct IPs or names can take.
@@ -86,7 +100,7 @@ func (t *Throttle) recent(key string, now time.Time) []time.Time {
 func (t *Throttle) Refused(ip string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.refusedLocked(ip, t.now())
+	return t.refusedLocked(clientKey(ip), t.now())
 }
 
 func (t *Throttle) refusedLocked(ip string, now time.Time) bool {
@@ -109,7 +123,7 @@ func (t *Throttle) Delay(ip, user string) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	n := max(len(t.recent("ip:"+ip, now)), len(t.recent("user:"+user, now)))
+	n := max(len(t.recent("ip:"+clientKey(ip), now)), len(t.recent("user:"+user, now)))
 	if n < t.DelayAfter {
 		return 0
 	}
@@ -152,6 +166,7 @@ func (t *Throttle) Failed(ip, user string) (refused bool) {
 			return false // under a flood, stop recording rather than grow
 		}
 	}
+	ip = clientKey(ip)
 	for _, k := range []string{"ip:" + ip, "user:" + user} {
 		t.failures[k] = append(t.recent(k, now), now)
 	}

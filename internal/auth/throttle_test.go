@@ -170,3 +170,26 @@ func TestNewThrottleDefaults(t *testing.T) {
 		t.Fatal("IP refused after the 15-minute cool-down")
 	}
 }
+
+// TestThrottleIPv6Block: IPv6 addresses count by their /64, so that taking
+// a new address from one's own block does not start a new count; IPv4
+// addresses (also v4-mapped) count alone.
+func TestThrottleIPv6Block(t *testing.T) {
+	now := time.Unix(1000, 0)
+	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now }}
+	th.Failed("2001:db8:1:2::1", "a@x")
+	th.Failed("2001:db8:1:2:ffff::9", "a@x")
+	th.Failed("2001:db8:1:2:abcd:1234:5678:9abc", "a@x")
+	if !th.Refused("2001:db8:1:2::77") {
+		t.Error("another address of the same /64 is not refused")
+	}
+	if th.Refused("2001:db8:1:3::1") {
+		t.Error("the next /64 is refused")
+	}
+	th.Failed("192.0.2.1", "a@x")
+	th.Failed("192.0.2.2", "a@x")
+	th.Failed("::ffff:192.0.2.3", "a@x")
+	if th.Refused("192.0.2.4") || th.Refused("192.0.2.3") {
+		t.Error("IPv4 addresses counted together")
+	}
+}
