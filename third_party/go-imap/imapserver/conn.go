@@ -35,9 +35,13 @@ var internalServerErrorResp = &imap.StatusResponse{
 
 // A Conn represents an IMAP connection to the server.
 type Conn struct {
-	server   *Server
-	br       *bufio.Reader
+	server *Server
+	br     *bufio.Reader
+	// bw buffers responses; it is taken from writerPool for a response
+	// and given back once the output is flushed, so that idle connections
+	// hold no write buffer (Postern patch 8). Under encMutex.
 	bw       *bufio.Writer
+	out      io.Writer // what bw writes to
 	encMutex sync.Mutex
 
 	mutex   sync.Mutex
@@ -58,15 +62,17 @@ type Conn struct {
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
 	br := bufio.NewReader(rw)
-	bw := bufio.NewWriter(rw)
 	return &Conn{
 		conn:    c,
 		server:  server,
 		br:      br,
-		bw:      bw,
+		out:     rw,
 		enabled: make(imap.CapSet),
 	}
 }
+
+// writerPool holds the write buffers of connections between responses.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
 // NetConn returns the underlying connection that is wrapped by the IMAP
 // connection.
@@ -596,10 +602,14 @@ func newResponseEncoderBatch(conn *Conn, batch, setTimeout bool) *responseEncode
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
 
+	conn.encMutex.Lock() // released by responseEncoder.end
+	if conn.bw == nil {
+		conn.bw = writerPool.Get().(*bufio.Writer)
+		conn.bw.Reset(conn.out)
+	}
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
 
-	conn.encMutex.Lock() // released by responseEncoder.end
 	if setTimeout {
 		conn.setWriteTimeout(respWriteTimeout)
 	}
@@ -617,6 +627,11 @@ func (enc *responseEncoder) end() {
 	enc.Encoder = nil
 	if !enc.batch {
 		enc.conn.setWriteTimeout(0)
+	}
+	if bw := enc.conn.bw; bw.Buffered() == 0 {
+		bw.Reset(nil)
+		writerPool.Put(bw)
+		enc.conn.bw = nil
 	}
 	enc.conn.encMutex.Unlock()
 }

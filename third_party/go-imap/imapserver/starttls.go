@@ -68,7 +68,8 @@ func (c *Conn) handleStartTLS(tag string, dec *imapwire.Decoder) error {
 
 	rw := c.server.options.wrapReadWriter(tlsConn)
 	c.br.Reset(rw)
-	c.bw.Reset(rw)
+	c.out = rw
+	c.bw.Reset(rw) // held by enc: given back to the pool by enc.end
 
 	return nil
 }
