@@ -57,6 +57,12 @@ func maddyPath() (path, missing string) {
 // which does not fsync the WAL on commit (only at checkpoints). A crash of
 // the process loses nothing; a power loss can lose the last index commits.
 // Postern fsyncs its index WAL before its 250 (shared by a batch).
+//
+// maddy is not in the IMAP mixed load (bench/imap_test.go): v0.8.1 does not
+// offer UIDPLUS, so the profile's step "APPEND, then UID EXPUNGE the UID
+// from APPENDUID" cannot run as is ("NO Command unsupported with UID"), and
+// 8 clients appending at once get "database is locked" from its SQLite
+// index unless its DSN asks for immediate transactions (_txlock=immediate).
 const maddyConf = `state_dir {{dir}}/state
 runtime_dir {{dir}}/run
 hostname mx.maddy.test
