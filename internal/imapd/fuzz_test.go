@@ -117,8 +117,11 @@ func (e *env) fuzzRun(t *testing.T, implicitTLS, lineByLine bool, input []byte) 
 }
 
 // imapResponse is the start of a response line (RFC 9051 7): untagged,
-// a continuation request, or a tagged status.
-var imapResponse = regexp.MustCompile(`^(\* |\+ |\+$|[^ +*(){%"\\\]\x00-\x1f\x7f]+ (OK|NO|BAD)( |$))`)
+// a continuation request, or a tagged status. The tag is the client's,
+// echoed: go-imap reads it as an atom, so it may hold '+' (which RFC 9051
+// leaves out of tags); "+00 NOOP" gets "+00 OK ...", misleading only the
+// client that sent it.
+var imapResponse = regexp.MustCompile(`^(\* |\+ |\+$|[^ *(){%"\\\]\x00-\x1f\x7f]+ (OK|NO|BAD)( |$))`)
 
 // literalAtEnd finds a literal announced at the end of a line: {n} or ~{n}.
 var literalAtEnd = regexp.MustCompile(`~?\{([0-9]+)\}$`)
