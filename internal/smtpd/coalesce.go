@@ -99,3 +99,25 @@ func (c *coalescer) Close() error {
 	c.mu.Unlock()
 	return c.Conn.Close()
 }
+
+// flushOutput writes what c's coalescer holds now. A session calls it
+// before a deliberate wait (a tarpit or login delay), so that the wait
+// shows on the reply it delays, not on earlier ones held with it.
+func flushOutput(c net.Conn) {
+	if lc := limitedConnOf(c); lc != nil {
+		if co, ok := lc.Conn.(*coalescer); ok {
+			co.mu.Lock()
+			co.flushLocked()
+			co.mu.Unlock()
+		}
+	}
+}
+
+// pause flushes the session's held replies, then waits d.
+func (ss *session) pause(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	flushOutput(ss.conn.Conn())
+	time.Sleep(d)
+}

@@ -172,10 +172,10 @@ func (ss *session) probeDefence(to string, err error) error {
 	}
 	if cfg.UnknownRcptDelayAfter > 0 && ss.unknown > cfg.UnknownRcptDelayAfter {
 		d := cfg.UnknownRcptDelay * time.Duration(ss.unknown-cfg.UnknownRcptDelayAfter)
-		time.Sleep(min(d, maxProbeDelay))
+		ss.pause(min(d, maxProbeDelay))
 	}
 	if j := cfg.RcptJitter; j > 0 {
-		time.Sleep(rand.N(j))
+		ss.pause(rand.N(j))
 	}
 	return err
 }

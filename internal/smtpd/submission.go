@@ -82,7 +82,7 @@ func (ss *submissionSession) login(username, password string) error {
 			d += time.Duration(rand.Int63n(int64(d)/2 + 1))
 		}
 		authFailures.Inc()
-		time.Sleep(max(d, wait))
+		ss.pause(max(d, wait))
 		ss.log.Info("authentication failed", "user", username)
 		return errAuthFailed
 	}
@@ -102,7 +102,7 @@ func (ss *submissionSession) login(username, password string) error {
 	if th != nil {
 		th.Succeeded(ss.ip, username)
 	}
-	time.Sleep(wait)
+	ss.pause(wait)
 	ss.mu.Lock()
 	ss.user = &u
 	ss.mu.Unlock()
