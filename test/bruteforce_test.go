@@ -175,23 +175,27 @@ auth_cooldown = "10m"`, "alice")
 
 	// Six failures, two per protocol, unknown user and wrong password
 	// answered alike; the last one reaches auth_max_failures.
+	// (Each pair is new: a user and password pair failing again from the
+	// same IP, on any protocol, is not counted again.)
 	subs, _ := a.dialLines(t, "submissions", true)
 	subs.cmd("EHLO client.example.org", smtpLast)
-	wrong := lastLine(subs.cmd("AUTH PLAIN "+saslPlain(user, "guess"), smtpLast))
-	unknown := lastLine(subs.cmd("AUTH PLAIN "+saslPlain("nobody@example.test", "guess"), smtpLast))
+	wrong := lastLine(subs.cmd("AUTH PLAIN "+saslPlain(user, "guess1"), smtpLast))
+	unknown := lastLine(subs.cmd("AUTH PLAIN "+saslPlain("nobody@example.test", "guess1"), smtpLast))
 	if !strings.HasPrefix(wrong, "535 5.7.8 ") || wrong != unknown {
 		t.Errorf("SMTP AUTH: wrong password %q, unknown user %q; want the same 535 5.7.8", wrong, unknown)
 	}
 	imaps, _ := a.dialLines(t, "imaps", true)
-	wrong = lastLine(imaps.cmd(fmt.Sprintf("a LOGIN %s guess", user), imapLast("a")))
-	unknown = lastLine(imaps.cmd("b LOGIN nobody@example.test guess", imapLast("b")))
+	// The same pair again first: answered alike, not counted.
+	imaps.cmd(fmt.Sprintf("z LOGIN %s guess1", user), imapLast("z"))
+	wrong = lastLine(imaps.cmd(fmt.Sprintf("a LOGIN %s guess2", user), imapLast("a")))
+	unknown = lastLine(imaps.cmd("b LOGIN nobody@example.test guess2", imapLast("b")))
 	if !strings.HasPrefix(wrong, "a NO [AUTHENTICATIONFAILED] ") || wrong[1:] != unknown[1:] {
 		t.Errorf("IMAP LOGIN: wrong password %q, unknown user %q; want the same NO [AUTHENTICATIONFAILED]", wrong, unknown)
 	}
 	pops, _ := a.dialLines(t, "pop3s", true)
-	wrong = pops.cmd("AUTH PLAIN "+saslPlain(user, "guess"), pop3Last)[0]
+	wrong = pops.cmd("AUTH PLAIN "+saslPlain(user, "guess3"), pop3Last)[0]
 	pops.cmd("USER nobody@example.test", pop3Last)
-	unknown = pops.cmd("PASS guess", pop3Last)[0]
+	unknown = pops.cmd("PASS guess3", pop3Last)[0]
 	if !strings.HasPrefix(wrong, "-ERR [AUTH] ") || wrong != unknown {
 		t.Errorf("POP3: wrong password %q, unknown user %q; want the same -ERR [AUTH]", wrong, unknown)
 	}

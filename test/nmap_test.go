@@ -202,15 +202,29 @@ rcpt_unknown_max = 6`, "alice", "bob")
 	t.Logf("SMTP matrix: %v", took)
 }
 
-// bruteCreds is the credential list for nmap's brute scripts: twelve wrong
-// passwords for alice, then the right one (13th, past auth_max_failures),
+// The brute-force list: wrong passwords for alice, her right one at
+// rightAt (well past auth_max_failures = 8, so that the five threads each
+// script runs cannot reach it before eight distinct failures are counted),
 // then two more wrong ones.
+const rightAt, bruteTotal = 20, 22
+
+// brutePassword is the password tried at position i (from 1).
+func brutePassword(i int) string {
+	switch {
+	case i == rightAt:
+		return "secret-alice@example.test"
+	case i > rightAt:
+		return fmt.Sprintf("guess%d", i-1)
+	}
+	return fmt.Sprintf("guess%d", i)
+}
+
+// bruteCreds writes the list for nmap's brute.credfile.
 func bruteCreds(t *testing.T) string {
 	var lines []string
-	for i := 1; i <= 12; i++ {
-		lines = append(lines, fmt.Sprintf("alice@example.test/guess%d", i))
+	for i := 1; i <= bruteTotal; i++ {
+		lines = append(lines, "alice@example.test/"+brutePassword(i))
 	}
-	lines = append(lines, "alice@example.test/secret-alice@example.test", "alice@example.test/guess13", "alice@example.test/guess14")
 	return writeLines(t, "creds.txt", lines)
 }
 
@@ -239,16 +253,10 @@ func found(res []nmapScript, port int) bool {
 func swaksGuesses(t *testing.T, a *authServer) []string {
 	t.Helper()
 	var replies []string
-	pass := func(i int) string {
-		if i == 13 {
-			return "secret-alice@example.test"
-		}
-		return fmt.Sprintf("guess%d", min(i, 12)+max(i-13, 0))
-	}
 	code := regexp.MustCompile(`(?m)^<[~-]\*? +((?:235|535|454|421) [0-9.]+)`)
-	for i := 1; i <= 15; i++ {
+	for i := 1; i <= bruteTotal; i++ {
 		out, _ := runSwaks(t, "--server", fmt.Sprintf("127.0.0.1:%d", a.ports["submissions"]), "--tlsc",
-			"--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", pass(i),
+			"--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", brutePassword(i),
 			"--quit-after", "AUTH", "--to", "alice@example.test")
 		m := code.FindAllStringSubmatch(out, -1)
 		switch {
@@ -266,7 +274,7 @@ func swaksGuesses(t *testing.T, a *authServer) []string {
 
 // TestNmapBruteForce runs nmap's imap-brute and pop3-brute (and
 // smtp-brute), all at once as a guesser would, with a list holding alice's
-// password 13th, and swaks through the same list on SMTP AUTH. Against a
+// password 20th, and swaks through the same list on SMTP AUTH. Against a
 // server with the throttle off (the control) imap-brute, pop3-brute and
 // swaks find the password over implicit TLS, none over plaintext (no
 // login before TLS). Against one that refuses an IP after 8 failures,
@@ -295,8 +303,8 @@ auth_max_failures = 0`, "alice")
 		}
 	}
 	start := time.Now()
-	if r := swaksGuesses(t, control); r[12] != "235 2.0.0" {
-		t.Errorf("control: swaks replies %q, want 235 2.0.0 for the 13th (the right password)", r)
+	if r := swaksGuesses(t, control); r[rightAt-1] != "235 2.0.0" {
+		t.Errorf("control: swaks replies %q, want 235 2.0.0 for attempt %d (the right password)", r, rightAt)
 	}
 	tookControl += time.Since(start)
 	control.stop()
@@ -339,7 +347,7 @@ auth_cooldown = "10m"`, "alice")
 // TestSwaksBruteForceSMTP: swaks alone through the list on SMTP AUTH, the
 // only client on a fresh server: failures 1 to 8 get 535, and from the
 // 9th attempt the IP is refused (421 on connecting), so the right
-// password, 13th, is never checked.
+// password, 20th, is never checked.
 func TestSwaksBruteForceSMTP(t *testing.T) {
 	swaks(t)
 	a := startAuthServer(t, `auth_fail_delay = "0s"

@@ -1,7 +1,10 @@
 package auth
 
 import (
-	"math/rand/v2"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	mrand "math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -43,7 +46,19 @@ type Throttle struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time
 	refused  map[string]time.Time // IP: end of its cool-down
+	retries  map[string][]retry   // IP: its last failed user and password pairs
+	key      [32]byte             // for the retries' keyed hashes
 }
+
+// retry is a failed user and password pair, as a keyed hash.
+type retry struct {
+	sum [32]byte
+	at  time.Time
+}
+
+// maxRetries is how many failed pairs are remembered per IP (Dovecot's
+// auth penalty remembers 10).
+const maxRetries = 10
 
 // clientKey is what an IP is counted as: an IPv6 address by its /64, the
 // block one client usually holds (a guesser would otherwise take a new
@@ -140,42 +155,89 @@ func (t *Throttle) Delay(ip, user string) time.Duration {
 // growing Delay.
 func (t *Throttle) FailWait(base time.Duration, ip, user string) time.Duration {
 	if base > 0 {
-		base += rand.N(base/2 + 1)
+		base += mrand.N(base/2 + 1)
 	}
 	return base + t.Delay(ip, user)
 }
 
 // Failed records a failed login, and reports whether it made the IP
-// reach MaxPerIP, starting its cool-down.
-func (t *Throttle) Failed(ip, user string) (refused bool) {
+// reach MaxPerIP, starting its cool-down. A retry of one of the IP's last
+// failed user and password pairs within Window is not counted again, as
+// in Dovecot's auth penalty: a client left with an old password, retrying
+// on every poll and connection, must not get its IP (and everyone behind
+// it) refused, and a guesser gains nothing by repeating a guess.
+func (t *Throttle) Failed(ip, user, password string) (refused bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.failures == nil {
 		t.failures = map[string][]time.Time{}
 		t.refused = map[string]time.Time{}
+		t.retries = map[string][]retry{}
+		if _, err := rand.Read(t.key[:]); err != nil {
+			panic(err)
+		}
 	}
 	now := t.now()
-	if len(t.failures) >= maxKeys || len(t.refused) >= maxKeys {
+	if len(t.failures) >= maxKeys || len(t.refused) >= maxKeys || len(t.retries) >= maxKeys {
 		for k := range t.failures {
 			t.recent(k, now)
 		}
 		for k := range t.refused {
 			t.refusedLocked(k, now)
 		}
-		if len(t.failures) >= maxKeys || len(t.refused) >= maxKeys {
+		for k := range t.retries {
+			t.recentRetries(k, now)
+		}
+		if len(t.failures) >= maxKeys || len(t.refused) >= maxKeys || len(t.retries) >= maxKeys {
 			return false // under a flood, stop recording rather than grow
 		}
 	}
 	ip = clientKey(ip)
+	mac := hmac.New(sha256.New, t.key[:])
+	mac.Write([]byte(user))
+	mac.Write([]byte{0})
+	mac.Write([]byte(password))
+	var sum [32]byte
+	copy(sum[:], mac.Sum(nil))
+	rs := t.recentRetries(ip, now)
+	for i, r := range rs {
+		if hmac.Equal(r.sum[:], sum[:]) {
+			rs[i].at = now
+			return false
+		}
+	}
+	if len(rs) >= maxRetries {
+		rs = rs[1:]
+	}
+	t.retries[ip] = append(rs, retry{sum: sum, at: now})
 	for _, k := range []string{"ip:" + ip, "user:" + user} {
 		t.failures[k] = append(t.recent(k, now), now)
 	}
 	if t.MaxPerIP > 0 && len(t.failures["ip:"+ip]) >= t.MaxPerIP && !t.refusedLocked(ip, now) {
 		t.refused[ip] = now.Add(t.Cooldown)
 		delete(t.failures, "ip:"+ip)
+		delete(t.retries, ip)
 		return true
 	}
 	return false
+}
+
+// recentRetries returns the IP's remembered pairs still inside the window
+// (t.mu held).
+func (t *Throttle) recentRetries(ip string, now time.Time) []retry {
+	rs := t.retries[ip]
+	kept := rs[:0]
+	for _, r := range rs {
+		if now.Sub(r.at) <= t.Window {
+			kept = append(kept, r)
+		}
+	}
+	if len(kept) == 0 {
+		delete(t.retries, ip)
+		return nil
+	}
+	t.retries[ip] = kept
+	return kept
 }
 
 // Succeeded forgets the account's failures (not the IP's: one account of

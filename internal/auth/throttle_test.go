@@ -6,6 +6,15 @@ import (
 	"time"
 )
 
+// guesses numbers the passwords of fail.
+var guesses int
+
+// fail records a failed login with a password never used before.
+func fail(th *Throttle, ip, user string) bool {
+	guesses++
+	return th.Failed(ip, user, fmt.Sprint("guess", guesses))
+}
+
 // TestThrottleCooldown: MaxPerIP failures within the window refuse the IP
 // for the cool-down, whatever the account; other IPs are not refused, not
 // even for the same account; after the cool-down the IP starts afresh.
@@ -16,7 +25,7 @@ func TestThrottleCooldown(t *testing.T) {
 		if th.Refused("1.2.3.4") {
 			t.Fatalf("refused after %d failures", i)
 		}
-		if started := th.Failed("1.2.3.4", fmt.Sprintf("u%d@x", i)); started != (i == 2) {
+		if started := fail(th, "1.2.3.4", fmt.Sprintf("u%d@x", i)); started != (i == 2) {
 			t.Fatalf("failure %d: Failed = %v", i+1, started)
 		}
 	}
@@ -36,12 +45,12 @@ func TestThrottleCooldown(t *testing.T) {
 		t.Fatal("IP still refused after the cool-down")
 	}
 	// Afresh: two failures do not refuse it again, the third does.
-	th.Failed("1.2.3.4", "a@x")
-	th.Failed("1.2.3.4", "a@x")
+	fail(th, "1.2.3.4", "a@x")
+	fail(th, "1.2.3.4", "a@x")
 	if th.Refused("1.2.3.4") {
 		t.Fatal("refused again after 2 failures following the cool-down")
 	}
-	th.Failed("1.2.3.4", "a@x")
+	fail(th, "1.2.3.4", "a@x")
 	if !th.Refused("1.2.3.4") {
 		t.Fatal("not refused again after 3 more failures")
 	}
@@ -51,10 +60,10 @@ func TestThrottleCooldown(t *testing.T) {
 func TestThrottleWindow(t *testing.T) {
 	now := time.Unix(1000, 0)
 	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now }}
-	th.Failed("1.2.3.4", "a@x")
-	th.Failed("1.2.3.4", "a@x")
+	fail(th, "1.2.3.4", "a@x")
+	fail(th, "1.2.3.4", "a@x")
 	now = now.Add(61 * time.Second)
-	th.Failed("1.2.3.4", "a@x")
+	fail(th, "1.2.3.4", "a@x")
 	if th.Refused("1.2.3.4") {
 		t.Fatal("refused for failures spread over more than the window")
 	}
@@ -68,7 +77,7 @@ func TestThrottleAccountNeverRefused(t *testing.T) {
 	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now },
 		DelayAfter: 5, DelayStep: time.Second, MaxDelay: 4 * time.Second}
 	for i := 0; i < 50; i++ {
-		th.Failed(fmt.Sprintf("10.0.%d.%d", i/200, i%200), "victim@x")
+		fail(th, fmt.Sprintf("10.0.%d.%d", i/200, i%200), "victim@x")
 	}
 	if th.Refused("192.0.2.1") {
 		t.Fatal("the owner's IP is refused")
@@ -94,7 +103,7 @@ func TestThrottleDelay(t *testing.T) {
 		if d := th.Delay("1.2.3.4", "a@x"); d != w*time.Second {
 			t.Fatalf("after %d failures: delay %v, want %v", i, d, w*time.Second)
 		}
-		th.Failed("1.2.3.4", "a@x")
+		fail(th, "1.2.3.4", "a@x")
 	}
 	// The IP's failures delay any account; the account's delay any IP.
 	if d := th.Delay("1.2.3.4", "other@x"); d != 4*time.Second {
@@ -127,7 +136,7 @@ func TestThrottleDelay(t *testing.T) {
 	var z Throttle
 	z.Window = time.Minute
 	for i := 0; i < 30; i++ {
-		z.Failed("1.2.3.4", "a@x")
+		fail(&z, "1.2.3.4", "a@x")
 	}
 	if d := z.Delay("1.2.3.4", "a@x"); d != 0 {
 		t.Errorf("DelayAfter 0: %v", d)
@@ -156,7 +165,7 @@ func TestNewThrottleDefaults(t *testing.T) {
 		if th.Refused("1.2.3.4") {
 			t.Fatalf("refused after %d failures", i)
 		}
-		th.Failed("1.2.3.4", fmt.Sprintf("u%d", i))
+		fail(th, "1.2.3.4", fmt.Sprintf("u%d", i))
 	}
 	if !th.Refused("1.2.3.4") {
 		t.Fatal("IP not refused after 20 failures")
@@ -177,19 +186,56 @@ func TestNewThrottleDefaults(t *testing.T) {
 func TestThrottleIPv6Block(t *testing.T) {
 	now := time.Unix(1000, 0)
 	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now }}
-	th.Failed("2001:db8:1:2::1", "a@x")
-	th.Failed("2001:db8:1:2:ffff::9", "a@x")
-	th.Failed("2001:db8:1:2:abcd:1234:5678:9abc", "a@x")
+	fail(th, "2001:db8:1:2::1", "a@x")
+	fail(th, "2001:db8:1:2:ffff::9", "a@x")
+	fail(th, "2001:db8:1:2:abcd:1234:5678:9abc", "a@x")
 	if !th.Refused("2001:db8:1:2::77") {
 		t.Error("another address of the same /64 is not refused")
 	}
 	if th.Refused("2001:db8:1:3::1") {
 		t.Error("the next /64 is refused")
 	}
-	th.Failed("192.0.2.1", "a@x")
-	th.Failed("192.0.2.2", "a@x")
-	th.Failed("::ffff:192.0.2.3", "a@x")
+	fail(th, "192.0.2.1", "a@x")
+	fail(th, "192.0.2.2", "a@x")
+	fail(th, "::ffff:192.0.2.3", "a@x")
 	if th.Refused("192.0.2.4") || th.Refused("192.0.2.3") {
 		t.Error("IPv4 addresses counted together")
+	}
+}
+
+// TestThrottleRetriesNotCounted: the same user and password failing again
+// from the same IP (a client with an old password, polling) counts once;
+// a new password counts; the same pair from another IP counts there.
+func TestThrottleRetriesNotCounted(t *testing.T) {
+	now := time.Unix(1000, 0)
+	th := &Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: time.Hour, Now: func() time.Time { return now },
+		DelayAfter: 1, DelayStep: time.Second}
+	for i := 0; i < 50; i++ {
+		th.Failed("1.2.3.4", "a@x", "old-password")
+		now = now.Add(time.Second)
+	}
+	if th.Refused("1.2.3.4") {
+		t.Fatal("refused for one stale password retried")
+	}
+	if d := th.Delay("1.2.3.4", "a@x"); d != time.Second {
+		t.Errorf("delay after one stale password retried: %v, want 1s (one failure)", d)
+	}
+	th.Failed("1.2.3.4", "a@x", "other")
+	th.Failed("5.6.7.8", "a@x", "old-password")
+	if d := th.Delay("9.9.9.9", "a@x"); d != 3*time.Second {
+		t.Errorf("account delay %v, want 3s (three failures)", d)
+	}
+	th.Failed("1.2.3.4", "b@x", "old-password") // another user: another pair
+	if !th.Refused("1.2.3.4") {
+		t.Fatal("three distinct pairs did not refuse the IP")
+	}
+	// Past the window a retry counts again.
+	now = now.Add(2 * time.Hour)
+	th.Failed("1.2.3.4", "a@x", "old-password")
+	th.Failed("1.2.3.4", "a@x", "old-password")
+	now = now.Add(61 * time.Second)
+	th.Failed("1.2.3.4", "a@x", "old-password")
+	if d := th.Delay("1.2.3.4", "nobody"); d != time.Second {
+		t.Errorf("IP delay %v, want 1s: the retry past the window counts anew, the earlier one has expired", d)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -438,7 +439,7 @@ func TestLoginRefusedAfterMaxFailures(t *testing.T) {
 	})
 	r := e.raw(t, true)
 	for i := 0; i < 3; i++ {
-		r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, "guess")
+		r.expect("NO [AUTHENTICATIONFAILED]", "LOGIN %q %q", testUser, fmt.Sprint("guess", i))
 	}
 	r.expect("NO [UNAVAILABLE]", "LOGIN %q %q", testUser, testPass)
 	r.expect("NO [UNAVAILABLE]", "LOGIN %q %q", "nobody@example.test", "x")

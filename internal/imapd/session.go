@@ -116,7 +116,7 @@ func (s *session) Login(username, password string) error {
 	addr := strings.ToLower(strings.TrimSpace(username))
 	th := s.srv.cfg.Throttle
 	fail := func() error {
-		if th.Failed(s.ip, addr) {
+		if th.Failed(s.ip, addr, password) {
 			s.logger().Warn("too many failed logins: refusing this IP for the cool-down")
 		}
 		if d := th.FailWait(s.srv.cfg.FailedLoginDelay, s.ip, addr); d > 0 { // growing after repeated failures

@@ -185,7 +185,7 @@ func (ss *session) login(username, password string) {
 	th := ss.srv.cfg.Throttle
 	failed := func() {
 		logins.WithLabelValues("failed").Inc()
-		if th.Failed(ss.ip, addr) {
+		if th.Failed(ss.ip, addr, password) {
 			ss.log.Warn("too many failed logins: refusing this IP for the cool-down")
 		}
 		if d := th.FailWait(ss.srv.cfg.FailedLoginDelay, ss.ip, addr); d > 0 { // growing after repeated failures

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -117,8 +118,8 @@ func TestThrottle(t *testing.T) {
 		c.Throttle = &auth.Throttle{MaxPerIP: 3, Window: time.Minute, Cooldown: 10 * time.Minute, Now: clock}
 	})
 	c := e.dialTLS(t)
-	for range 3 {
-		c.fail("AUTH PLAIN "+plain("", testUser, "wrong"), "[AUTH] Invalid credentials")
+	for i := range 3 {
+		c.fail("AUTH PLAIN "+plain("", testUser, fmt.Sprint("wrong", i)), "[AUTH] Invalid credentials")
 	}
 	c.fail("AUTH PLAIN "+plain("", testUser, testPass), "[SYS/TEMP] Too many failed logins")
 	c.ok("USER nobody@example.test")

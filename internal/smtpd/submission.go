@@ -74,7 +74,7 @@ func (ss *submissionSession) login(username, password string) error {
 	fail := func() error {
 		d := ss.s.cfg.AuthFailDelay
 		if th != nil {
-			if th.Failed(ss.ip, username) {
+			if th.Failed(ss.ip, username, password) {
 				ss.log.Warn("too many failed logins: refusing this IP for the cool-down")
 			}
 			d = th.FailWait(d, ss.ip, username)
