@@ -36,7 +36,14 @@ var internalServerErrorResp = &imap.StatusResponse{
 // A Conn represents an IMAP connection to the server.
 type Conn struct {
 	server *Server
-	br     *bufio.Reader
+	// br reads commands; it always points to brv. While the connection
+	// waits for a command or in IDLE with nothing buffered, brv's 4 KiB
+	// buffer goes back to readerPool and the wait reads one byte into pre
+	// (Postern patch 9).
+	br    *bufio.Reader
+	brv   bufio.Reader
+	shell *bufio.Reader // an empty bufio.Reader to hand brv's buffer back in
+	pre   prefixReader
 	// bw buffers responses; it is taken from writerPool for a response
 	// and given back once the output is flushed, so that idle connections
 	// hold no write buffer (Postern patch 8). Under encMutex.
@@ -61,14 +68,72 @@ type Conn struct {
 
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
-	br := bufio.NewReader(rw)
-	return &Conn{
+	conn := &Conn{
 		conn:    c,
 		server:  server,
-		br:      br,
 		out:     rw,
 		enabled: make(imap.CapSet),
 	}
+	conn.br = &conn.brv
+	conn.pre.r = rw
+	conn.acquireReader()
+	return conn
+}
+
+// readerPool holds bufio.Readers with 4 KiB buffers not in use.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// acquireReader gives brv a buffer from readerPool, reading from pre.
+func (c *Conn) acquireReader() {
+	pooled := readerPool.Get().(*bufio.Reader)
+	c.brv = *pooled
+	*pooled = bufio.Reader{}
+	c.shell = pooled
+	c.brv.Reset(&c.pre)
+}
+
+// waitInput waits until the client sends something. With nothing
+// buffered, it gives brv's buffer back to readerPool while it waits, so
+// that idle connections hold no read buffer; the byte read (or the error)
+// comes first out of brv afterwards.
+func (c *Conn) waitInput() {
+	if c.brv.Buffered() > 0 || c.pre.has || c.pre.err != nil {
+		return
+	}
+	shell := c.shell
+	if shell == nil {
+		shell = new(bufio.Reader)
+	}
+	*shell = c.brv
+	shell.Reset(nil)
+	readerPool.Put(shell)
+	c.brv, c.shell = bufio.Reader{}, nil
+
+	var b [1]byte
+	n, err := c.pre.r.Read(b[:])
+	c.pre.b, c.pre.has, c.pre.err = b[0], n > 0, err
+	c.acquireReader()
+}
+
+// prefixReader reads a byte (or error) kept by waitInput, then from r.
+type prefixReader struct {
+	r   io.Reader
+	b   byte
+	has bool
+	err error
+}
+
+func (p *prefixReader) Read(buf []byte) (int, error) {
+	if p.has && len(buf) > 0 {
+		buf[0], p.has = p.b, false
+		return 1, nil
+	}
+	if p.err != nil {
+		err := p.err
+		p.err = nil
+		return 0, err
+	}
+	return p.r.Read(buf)
 }
 
 // writerPool holds the write buffers of connections between responses.
@@ -187,6 +252,9 @@ func (c *Conn) serve() {
 			readTimeout = cmdReadTimeout
 		}
 		c.setReadTimeout(readTimeout)
+		if c.state != imap.ConnStateLogout {
+			c.waitInput()
+		}
 
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
 		dec.MaxSize = c.server.options.maxLineLength()

@@ -67,7 +67,8 @@ func (c *Conn) handleStartTLS(tag string, dec *imapwire.Decoder) error {
 	c.mutex.Unlock()
 
 	rw := c.server.options.wrapReadWriter(tlsConn)
-	c.br.Reset(rw)
+	c.pre = prefixReader{r: rw}
+	c.br.Reset(&c.pre)
 	c.out = rw
 	c.bw.Reset(rw) // held by enc: given back to the pool by enc.end
 
