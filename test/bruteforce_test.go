@@ -237,3 +237,52 @@ auth_cooldown = "10m"`, "alice")
 		t.Errorf("no log line for the start of the cool-down:\n%s", tail(logs, 30))
 	}
 }
+
+// TestAuthThrottleParallelGuesses: twelve connections guessing at once
+// from one IP (over POP3S) get exactly auth_max_failures password checks
+// between them: logins of one IP run one at a time, so none slips past
+// the count while others are being checked; the rest are refused.
+func TestAuthThrottleParallelGuesses(t *testing.T) {
+	a := startAuthServer(t, `auth_fail_delay = "0s"
+auth_delay_after = 0
+auth_max_failures = 5
+auth_window = "10m"
+auth_cooldown = "10m"`, "alice")
+	const n = 12
+	answers := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp",
+				fmt.Sprintf("127.0.0.1:%d", a.ports["pop3s"]), &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				answers <- "dial: " + err.Error()
+				return
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(60 * time.Second))
+			br := bufio.NewReader(nc)
+			greet, _ := br.ReadString('\n')
+			if !strings.HasPrefix(greet, "+OK") {
+				answers <- "greeting " + strings.TrimSpace(greet)
+				return
+			}
+			fmt.Fprintf(nc, "AUTH PLAIN %s\r\n", saslPlain("alice@example.test", fmt.Sprint("parallel-guess", i)))
+			l, _ := br.ReadString('\n')
+			answers <- strings.TrimSpace(l)
+		}()
+	}
+	checked, refused := 0, 0
+	for i := 0; i < n; i++ {
+		switch l := <-answers; {
+		case strings.HasPrefix(l, "-ERR [AUTH] "):
+			checked++
+		case strings.Contains(l, "-ERR [SYS/TEMP] Too many failed logins"):
+			refused++
+		default:
+			t.Errorf("unexpected answer %q", l)
+		}
+	}
+	if checked != 5 || refused != n-5 {
+		t.Errorf("%d passwords checked and %d refused, want 5 and %d", checked, refused, n-5)
+	}
+}

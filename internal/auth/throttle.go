@@ -23,6 +23,8 @@ import (
 //     and logins away without checking a password. Its failures are then
 //     forgotten, so that after the cool-down it starts afresh.
 //
+// Logins from one IP run one at a time (Acquire).
+//
 // The per-account count only ever delays, it never refuses: refusing an
 // account would let anyone who knows an address lock its owner out from
 // everywhere, and guessing one account from many IPs is already bounded
@@ -48,6 +50,47 @@ type Throttle struct {
 	refused  map[string]time.Time // IP: end of its cool-down
 	retries  map[string][]retry   // IP: its last failed user and password pairs
 	key      [32]byte             // for the retries' keyed hashes
+	logins   map[string]*ipLogin  // IP: its login in progress and those waiting
+}
+
+// ipLogin lets one login of an IP proceed at a time.
+type ipLogin struct {
+	sync.Mutex
+	holders int // the login in progress and those waiting
+}
+
+// Acquire waits until no other login from ip (its /64 for IPv6) is in
+// progress, and returns the function that ends this one (it may be called
+// more than once). Callers hold it from the Refused check to the end of
+// their wait, so that logins of one IP run one after another: parallel
+// connections cannot slip more than MaxPerIP guesses in before the
+// refusal, nor run the growing delays side by side, and one IP costs at
+// most one argon2id computation (and its memory) at a time.
+func (t *Throttle) Acquire(ip string) (release func()) {
+	key := clientKey(ip)
+	t.mu.Lock()
+	if t.logins == nil {
+		t.logins = map[string]*ipLogin{}
+	}
+	l := t.logins[key]
+	if l == nil {
+		l = &ipLogin{}
+		t.logins[key] = l
+	}
+	l.holders++
+	t.mu.Unlock()
+	l.Lock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.Unlock()
+			t.mu.Lock()
+			if l.holders--; l.holders == 0 {
+				delete(t.logins, key)
+			}
+			t.mu.Unlock()
+		})
+	}
 }
 
 // retry is a failed user and password pair, as a keyed hash.

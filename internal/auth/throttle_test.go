@@ -239,3 +239,46 @@ func TestThrottleRetriesNotCounted(t *testing.T) {
 		t.Errorf("IP delay %v, want 1s: the retry past the window counts anew, the earlier one has expired", d)
 	}
 }
+
+// TestThrottleAcquire: one login per IP (IPv6: per /64) at a time; other
+// IPs are not held up; release may be called twice; nothing is left
+// behind once every login has ended.
+func TestThrottleAcquire(t *testing.T) {
+	th := NewThrottle()
+	release := th.Acquire("2001:db8::1")
+	got := make(chan string, 3)
+	go func() {
+		r := th.Acquire("2001:db8::2") // the same /64: waits
+		got <- "same /64"
+		r()
+	}()
+	go func() {
+		r := th.Acquire("192.0.2.1")
+		got <- "other IP"
+		r()
+	}()
+	if g := <-got; g != "other IP" {
+		t.Fatalf("%s went first, while the /64 was held", g)
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("%s went ahead while the /64 was held", g)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	release()
+	select {
+	case g := <-got:
+		if g != "same /64" {
+			t.Fatalf("got %s", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting login never went ahead")
+	}
+	th.Acquire("2001:db8::3")() // free again, immediately
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if len(th.logins) != 0 {
+		t.Errorf("logins left behind: %v", th.logins)
+	}
+}

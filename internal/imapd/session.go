@@ -124,6 +124,7 @@ func (s *session) Login(username, password string) error {
 		}
 		return errLogin
 	}
+	defer th.Acquire(s.ip)() // one login of this IP at a time, waits included
 	if th.Refused(s.ip) {
 		s.logger().Warn("imap login refused: too many failures from this IP", "user", addr)
 		return errRefused

@@ -194,6 +194,8 @@ func (ss *session) login(username, password string) {
 		}
 		ss.fail(errAuthFailed)
 	}
+	release := th.Acquire(ss.ip) // one login of this IP at a time, waits included
+	defer release()
 	if th.Refused(ss.ip) {
 		ss.log.Warn("pop3 login refused: too many failures from this IP", "user", addr)
 		logins.WithLabelValues("refused").Inc()
@@ -230,6 +232,7 @@ func (ss *session) login(username, password string) {
 		time.Sleep(d)
 	}
 	th.Succeeded(ss.ip, addr)
+	release()
 	if !ss.srv.lockUser(u.ID) {
 		ss.log.Info("pop3 login refused: maildrop in use", "user", u.Address)
 		logins.WithLabelValues("in_use").Inc()

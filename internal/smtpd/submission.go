@@ -56,15 +56,18 @@ func (ss *submissionSession) Auth(mech string) (sasl.Server, error) {
 // many failures (auth.Throttle) gets 454 4.7.0 without a password check;
 // its new connections are refused with 421 (refuseListener).
 func (ss *submissionSession) login(username, password string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	th := ss.s.cfg.Throttle
 	username = strings.ToLower(strings.TrimSpace(username))
-	if th != nil && th.Refused(ss.ip) {
-		authRefused.Inc()
-		ss.log.Warn("authentication refused: too many failures from this IP", "user", username)
-		return errAuthRefused
+	if th != nil {
+		defer th.Acquire(ss.ip)() // one login of this IP at a time, waits included
+		if th.Refused(ss.ip) {
+			authRefused.Inc()
+			ss.log.Warn("authentication refused: too many failures from this IP", "user", username)
+			return errAuthRefused
+		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	// After repeated failures of this IP or account every attempt waits
 	// the throttle's growing delay before its answer, right or wrong.
 	var wait time.Duration
