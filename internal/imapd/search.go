@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"strings"
 	"time"
@@ -36,12 +37,30 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	var saved []uint32
+	// Header keys without body keys: the starts of the messages are read
+	// in bulk, a chunk of the view at a time.
+	hr, bulk := s.srv.backend.(headReader)
+	bulk = bulk && needsHeader(criteria) && !needsBody(criteria)
+	var heads map[uint32][]byte
 	for i, uid := range sel.uids {
 		e := byUID[uid]
 		if e == nil {
 			continue
 		}
 		m := &candidate{s: s, seq: uint32(i) + 1, e: e}
+		if bulk {
+			if i%headChunk == 0 {
+				chunk := sel.uids[i:min(i+headChunk, len(sel.uids))]
+				heads = make(map[uint32][]byte, len(chunk))
+				if err := hr.EntryHeads(s.ctx(), sel.mb.ID, chunk, headMax, func(uid uint32, head []byte) error {
+					heads[uid] = head
+					return nil
+				}); err != nil {
+					return nil, s.storeError("search: reading headers", err)
+				}
+			}
+			m.head = heads[uid]
+		}
 		ok, err := sel.match(m, criteria)
 		if err != nil {
 			return nil, err
@@ -76,12 +95,83 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	return &data, nil
 }
 
+// headReader is implemented by backends that read the starts of many
+// messages at once (internal/store/sqlite): SEARCH on header fields reads
+// every message of the mailbox, and one store query each cost more than
+// the matching.
+type headReader interface {
+	EntryHeads(ctx context.Context, mailboxID int64, uids []uint32, max int, fn func(uid uint32, head []byte) error) error
+}
+
+// Heads are read headChunk messages at a time, headMax bytes of each; a
+// header that does not end within them is read with the whole message.
+const (
+	headChunk = 1000
+	headMax   = 8 << 10
+)
+
+// needsHeader reports whether c has a key on header fields.
+func needsHeader(c *imap.SearchCriteria) bool {
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		return true
+	}
+	for i := range c.Not {
+		if needsHeader(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if needsHeader(&c.Or[i][0]) || needsHeader(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// needsBody reports whether c has a BODY or TEXT key.
+func needsBody(c *imap.SearchCriteria) bool {
+	if len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if needsBody(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if needsBody(&c.Or[i][0]) || needsBody(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerEnd returns the length of the header section at the start of b,
+// its empty line included, or -1 if it does not end within b.
+func headerEnd(b []byte) int {
+	for i := 0; i < len(b); {
+		switch {
+		case b[i] == '\n':
+			return i + 1
+		case b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n':
+			return i + 2
+		}
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+	}
+	return -1
+}
+
 // candidate is a message being matched; its contents are read only if a
 // key needs them.
 type candidate struct {
 	s      *session
 	seq    uint32
 	e      *store.Entry
+	head   []byte // the start of the message, if read in bulk
 	raw    []byte
 	loaded bool
 	header *mail.Header
@@ -100,9 +190,14 @@ func (m *candidate) contents() ([]byte, error) {
 
 func (m *candidate) hdr() (*mail.Header, error) {
 	if m.header == nil {
-		raw, err := m.contents()
-		if err != nil {
-			return nil, err
+		var raw []byte
+		if n := headerEnd(m.head); n >= 0 {
+			raw = m.head[:n]
+		} else {
+			var err error
+			if raw, err = m.contents(); err != nil {
+				return nil, err
+			}
 		}
 		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil && h.Len() == 0 {
