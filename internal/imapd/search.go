@@ -42,12 +42,13 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	hr, bulk := s.srv.backend.(headReader)
 	bulk = bulk && needsHeader(criteria) && !needsBody(criteria)
 	var heads map[uint32][]byte
+	br := bufio.NewReader(nil)
 	for i, uid := range sel.uids {
 		e := byUID[uid]
 		if e == nil {
 			continue
 		}
-		m := &candidate{s: s, seq: uint32(i) + 1, e: e}
+		m := &candidate{s: s, seq: uint32(i) + 1, e: e, br: br}
 		if bulk {
 			if i%headChunk == 0 {
 				chunk := sel.uids[i:min(i+headChunk, len(sel.uids))]
@@ -165,13 +166,57 @@ func headerEnd(b []byte) int {
 	return -1
 }
 
+// rawHeader returns the message's header section if it is at hand, nil
+// if not.
+func (m *candidate) rawHeader() []byte {
+	b := m.head
+	if m.loaded {
+		b = m.raw
+	}
+	if n := headerEnd(b); n >= 0 {
+		return b[:n]
+	}
+	return nil
+}
+
+// mayContain is a quick test on a raw header section, so that most
+// messages of a header search are not parsed: it reports false only when
+// field key cannot contain value as matchHeader compares them, that is
+// for an ASCII value without white space (a match cannot cross a folded
+// line) in a non-address field of an ASCII header without encoded words
+// (decoding changes nothing), when value is nowhere in the section, case
+// aside.
+func mayContain(header []byte, key, value string) bool {
+	if header == nil || value == "" || addressFields[strings.ToLower(key)] || bytes.Contains(header, []byte("=?")) {
+		return true
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c >= 0x80 || c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	for _, c := range header {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	v := []byte(value)
+	for i := 0; i+len(v) <= len(header); i++ {
+		if bytes.EqualFold(header[i:i+len(v)], v) {
+			return true
+		}
+	}
+	return false
+}
+
 // candidate is a message being matched; its contents are read only if a
 // key needs them.
 type candidate struct {
 	s      *session
 	seq    uint32
 	e      *store.Entry
-	head   []byte // the start of the message, if read in bulk
+	head   []byte        // the start of the message, if read in bulk
+	br     *bufio.Reader // shared by the candidates of a search
 	raw    []byte
 	loaded bool
 	header *mail.Header
@@ -199,7 +244,11 @@ func (m *candidate) hdr() (*mail.Header, error) {
 				return nil, err
 			}
 		}
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+		if m.br == nil {
+			m.br = bufio.NewReader(nil)
+		}
+		m.br.Reset(bytes.NewReader(raw))
+		h, err := textproto.ReadHeader(m.br)
 		if err != nil && h.Len() == 0 {
 			h = textproto.Header{}
 		}
@@ -260,6 +309,9 @@ func (sel *selected) match(m *candidate, c *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for _, hf := range c.Header {
+		if m.header == nil && !mayContain(m.rawHeader(), hf.Key, hf.Value) {
+			return false, nil
+		}
 		h, err := m.hdr()
 		if err != nil {
 			return false, err
