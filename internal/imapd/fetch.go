@@ -25,10 +25,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if err != nil {
 		return s.storeError("fetch", err)
 	}
-	byUID := make(map[uint32]*store.Entry, len(entries))
-	for i := range entries {
-		byUID[entries[i].UID] = &entries[i]
-	}
+	byUID := newEntriesByUID(entries)
 
 	seenNow := map[uint32]bool{}
 	if !sel.readOnly && setsSeen(options) {
@@ -44,7 +41,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return s.storeError("fetch: setting \\Seen", err)
 			}
 			for _, r := range res {
-				if e := byUID[r.UID]; e != nil {
+				if e := byUID.get(r.UID); e != nil {
 					e.Flags, e.Keywords = r.Flags, r.Keywords
 					seenNow[r.UID] = true
 				}
@@ -58,7 +55,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	for _, r := range refs {
-		e := byUID[r.uid]
+		e := byUID.get(r.uid)
 		if e == nil {
 			continue // expunged by another session; its EXPUNGE comes later
 		}
@@ -87,7 +84,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 			sizes[i] = uint32(len(b))
 		}
-		if err := s.writeFetch(w.CreateMessage(r.seq), options, e, raw, seenNow[r.uid], binaries, sizes); err != nil {
+		if err := s.writeFetch(sel, w.CreateMessage(r.seq), options, e, raw, seenNow[r.uid], binaries, sizes); err != nil {
 			return err
 		}
 	}
@@ -118,12 +115,12 @@ func (s *session) readMessage(mailboxID int64, uid uint32) ([]byte, error) {
 }
 
 // writeFetch writes one message's FETCH response; it always closes rw.
-func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, options *imap.FetchOptions, e *store.Entry, raw []byte, flagsChanged bool, binaries [][]byte, sizes []uint32) error {
+func (s *session) writeFetch(sel *selected, rw *imapserver.FetchResponseWriter, options *imap.FetchOptions, e *store.Entry, raw []byte, flagsChanged bool, binaries [][]byte, sizes []uint32) error {
 	if options.UID {
 		rw.WriteUID(imap.UID(e.UID))
 	}
 	if options.Flags || flagsChanged {
-		rw.WriteFlags(s.selected().imapFlags(e.UID, e.Flags, e.Keywords))
+		rw.WriteFlags(sel.imapFlags(e.UID, e.Flags, e.Keywords))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(e.InternalDate)

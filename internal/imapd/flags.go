@@ -77,12 +77,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err := sel.preannounce(entries); err != nil {
 		return err
 	}
-	byUID := make(map[uint32]*store.Entry, len(entries))
-	for i := range entries {
-		byUID[entries[i].UID] = &entries[i]
-	}
+	byUID := newEntriesByUID(entries)
 	for _, r := range refs {
-		e := byUID[r.uid]
+		e := byUID.get(r.uid)
 		if e == nil {
 			continue
 		}

@@ -29,10 +29,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if err != nil {
 		return nil, s.storeError("search", err)
 	}
-	byUID := make(map[uint32]*store.Entry, len(entries))
-	for i := range entries {
-		byUID[entries[i].UID] = &entries[i]
-	}
+	byUID := newEntriesByUID(entries)
 	var data imap.SearchData
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -44,7 +41,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	var heads map[uint32][]byte
 	br := bufio.NewReader(nil)
 	for i, uid := range sel.uids {
-		e := byUID[uid]
+		e := byUID.get(uid)
 		if e == nil {
 			continue
 		}

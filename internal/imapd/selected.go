@@ -462,3 +462,35 @@ func refUIDs(refs []msgRef) []uint32 {
 	}
 	return out
 }
+
+// entriesByUID finds entries by UID without building a map (FETCH 1:*
+// and SEARCH over a large mailbox): the backend's entries, sorted here
+// if they came in another order, searched by bisection.
+type entriesByUID []store.Entry
+
+func newEntriesByUID(entries []store.Entry) entriesByUID {
+	cmp := func(a, b store.Entry) int { return cmpUID(a.UID, b.UID) }
+	if !slices.IsSortedFunc(entries, cmp) {
+		slices.SortFunc(entries, cmp)
+	}
+	return entries
+}
+
+// get returns the entry of uid, nil if there is none.
+func (es entriesByUID) get(uid uint32) *store.Entry {
+	i, ok := slices.BinarySearchFunc(es, uid, func(e store.Entry, u uint32) int { return cmpUID(e.UID, u) })
+	if !ok {
+		return nil
+	}
+	return &es[i]
+}
+
+func cmpUID(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
