@@ -228,6 +228,20 @@ func (c *entryCache) forget(box *cachedBox) {
 	box.counted = 0
 }
 
+// has reports whether the cache holds mailboxID's entries (perhaps not up
+// to date).
+func (c *entryCache) has(mailboxID int64) bool {
+	c.mu.Lock()
+	box := c.boxes[mailboxID]
+	c.mu.Unlock()
+	if box == nil {
+		return false
+	}
+	box.mu.Lock()
+	defer box.mu.Unlock()
+	return box.loaded
+}
+
 // drop forgets a mailbox that no longer exists.
 func (c *entryCache) drop(mailboxID int64) {
 	c.mu.Lock()

@@ -129,8 +129,15 @@ func entryKeywords(w *wtx, mbID int64, uid uint32) ([]string, error) {
 	return out, rows.Err()
 }
 
-// UIDs lists a mailbox's UIDs in ascending order, from the entry cache.
+// UIDs lists a mailbox's UIDs in ascending order, from the entry cache
+// if it holds the mailbox. If not, they come back as one group_concat
+// string rather than a row each (database/sql's per-row cost would
+// dominate the SELECT of a large mailbox), and the cache is left to the
+// first FETCH or SEARCH: SELECT stays as quick as reading the UIDs.
 func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
+	if !s.cache.has(mailboxID) {
+		return s.uidsPacked(ctx, mailboxID)
+	}
 	var out []uint32
 	err := s.withBox(ctx, mailboxID, func(entries []cachedEntry) {
 		out = make([]uint32, len(entries))
@@ -144,8 +151,42 @@ func (s *Store) UIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
 	return out, err
 }
 
-// FirstUnseen returns the lowest UID without \Seen, 0 if every message is seen.
+func (s *Store) uidsPacked(ctx context.Context, mailboxID int64) ([]uint32, error) {
+	var list sql.NullString
+	var n sql.NullInt64 // NULL for a mailbox that does not exist
+	if err := s.rqueryRow(ctx, `SELECT (SELECT group_concat(uid) FROM (SELECT uid FROM entries WHERE mailbox_id = ?1 ORDER BY uid)),
+		(SELECT messages FROM mailboxes WHERE id = ?1)`, mailboxID).Scan(&list, &n); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	out := make([]uint32, 0, n.Int64)
+	var v uint32
+	digits := false
+	for i := 0; i < len(list.String); i++ {
+		c := list.String[i]
+		if c >= '0' && c <= '9' {
+			v = v*10 + uint32(c-'0')
+			digits = true
+			continue
+		}
+		if digits {
+			out = append(out, v)
+		}
+		v, digits = 0, false
+	}
+	if digits {
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// FirstUnseen returns the lowest UID without \Seen, 0 if every message is
+// seen, from the entry cache if it holds the mailbox.
 func (s *Store) FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error) {
+	if !s.cache.has(mailboxID) {
+		var uid sql.NullInt64
+		err := s.rqueryRow(ctx, `SELECT min(uid) FROM entries WHERE mailbox_id = ? AND flags & ? = 0`, mailboxID, store.FlagSeen).Scan(&uid)
+		return uint32(uid.Int64), err
+	}
 	var uid uint32
 	err := s.withBox(ctx, mailboxID, func(entries []cachedEntry) {
 		for i := range entries {
