@@ -331,7 +331,8 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
-			return err
+			// Postern patch: the client's syntax error, not the server's.
+			return &imapwire.DecoderExpectError{Message: fmt.Sprintf("expected search-key or sequence-set, got %q", key)}
 		}
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}

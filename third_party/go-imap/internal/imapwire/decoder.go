@@ -545,10 +545,12 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		return true
 	}
 	name, err := utf7.Decode(name)
-	if err == nil {
-		*ptr = name
+	if err != nil {
+		// Postern patch: the client's syntax error, not the server's.
+		return dec.returnErr(&DecoderExpectError{Message: "in mailbox name: " + err.Error()})
 	}
-	return dec.returnErr(err)
+	*ptr = name
+	return true
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {
@@ -572,7 +574,8 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		// Postern patch: the client's syntax error, not the server's.
+		return dec.returnErr(&DecoderExpectError{Message: err.Error()})
 	}
 
 	switch kind {
