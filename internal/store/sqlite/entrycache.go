@@ -13,8 +13,8 @@ import (
 
 // maxCachedEntries bounds the entries the cache holds in all (about 70
 // bytes each); a mailbox with more than half as many is read from the
-// index each time.
-const maxCachedEntries = 1 << 19
+// index each time. A variable for tests.
+var maxCachedEntries = 1 << 19
 
 // entryCache keeps the entries (UID, flags, keywords, MODSEQ, date, size)
 // of recently read mailboxes, so that SELECT, FETCH 1:* (FLAGS) and SEARCH
@@ -62,13 +62,18 @@ func (c *cachedEntry) entry(mailboxID int64) store.Entry {
 		InternalDate: fromMilli(c.date), Size: c.size, MessageID: c.msgID, Keywords: c.keywords}
 }
 
+// errTooLarge says that a mailbox has too many messages for the cache.
+var errTooLarge = errors.New("store: mailbox too large for the entry cache")
+
 // withBox calls fn with the mailbox's cached entries, brought up to date,
 // under the box's lock (fn must not keep them). It returns
-// store.ErrNotFound for a mailbox that does not exist.
+// store.ErrNotFound for a mailbox that does not exist, and errTooLarge
+// (reading nothing) for one with more than half of maxCachedEntries.
 func (s *Store) withBox(ctx context.Context, mailboxID int64, fn func(entries []cachedEntry)) error {
 	var uv uint32
 	var modseq uint64
-	if err := s.rqueryRow(ctx, `SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?`, mailboxID).Scan(&uv, &modseq); err != nil {
+	var messages int
+	if err := s.rqueryRow(ctx, `SELECT uidvalidity, highest_modseq, messages FROM mailboxes WHERE id = ?`, mailboxID).Scan(&uv, &modseq, &messages); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			s.cache.drop(mailboxID)
 			return store.ErrNotFound
@@ -76,6 +81,10 @@ func (s *Store) withBox(ctx context.Context, mailboxID int64, fn func(entries []
 		return err
 	}
 	c := &s.cache
+	if messages > maxCachedEntries/2 {
+		c.drop(mailboxID)
+		return errTooLarge
+	}
 	c.mu.Lock()
 	if c.boxes == nil {
 		c.boxes = map[int64]*cachedBox{}

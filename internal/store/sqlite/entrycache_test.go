@@ -13,6 +13,8 @@ import (
 // server) and checks that the first one's cached reads reflect each change
 // as a fresh read of the index would.
 func TestEntryCacheSeesOtherProcesses(t *testing.T) {
+	defer func(n int) { cacheMinRead = n }(cacheMinRead)
+	cacheMinRead = 1 // every read goes through the cache
 	s, dir := openTest(t)
 	ctx := context.Background()
 	u := mustUser(t, s, "alice@example.test")
@@ -66,6 +68,9 @@ func TestEntryCacheSeesOtherProcesses(t *testing.T) {
 		}
 	}
 	check("start")
+	if !s.cache.has(inbox.ID) {
+		t.Fatal("INBOX not in the cache after a read")
+	}
 	if _, err := other.UpdateFlags(ctx, inbox.ID, []uint32{1, 2, 3}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagSeen, Keywords: []string{"$Work", "Alpha"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +106,37 @@ func TestEntryCacheSeesOtherProcesses(t *testing.T) {
 	}
 	if uids, err := s.UIDs(ctx, old.ID); err != nil || len(uids) != 0 {
 		t.Fatalf("deleted mailbox: UIDs %v %v", uids, err)
+	}
+}
+
+// TestEntryCacheLimits checks that a few UIDs of a mailbox not in the cache
+// and mailboxes too large for it are read from the index, and give the
+// same entries.
+func TestEntryCacheLimits(t *testing.T) {
+	defer func(n int) { maxCachedEntries = n }(maxCachedEntries)
+	s, _ := openTest(t)
+	ctx := context.Background()
+	u := mustUser(t, s, "alice@example.test")
+	inbox := mustMailbox(t, s, u.ID, "INBOX")
+	for i := 0; i < 10; i++ {
+		appendMsg(t, s, inbox.ID, "Subject: x\r\n\r\nx\r\n", 0, "kw")
+	}
+	es, err := s.EntriesByUID(ctx, inbox.ID, []uint32{3, 4, 4, 9})
+	if err != nil || len(es) != 3 || es[0].UID != 3 || es[2].UID != 9 || len(es[1].Keywords) != 1 {
+		t.Fatalf("few UIDs: %+v %v", es, err)
+	}
+	if s.cache.has(inbox.ID) {
+		t.Fatal("a read of a few UIDs brought the mailbox into the cache")
+	}
+	defer func(n int) { cacheMinRead = n }(cacheMinRead)
+	cacheMinRead = 1
+	maxCachedEntries = 8 // INBOX holds more than half of it
+	all := make([]uint32, 10)
+	for i := range all {
+		all[i] = uint32(i + 1)
+	}
+	es, err = s.EntriesByUID(ctx, inbox.ID, append(all, all...))
+	if err != nil || len(es) != 10 || s.cache.has(inbox.ID) {
+		t.Fatalf("too large: %d entries, %v, cached %v", len(es), err, s.cache.has(inbox.ID))
 	}
 }

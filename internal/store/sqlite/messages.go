@@ -202,9 +202,15 @@ func (s *Store) FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error
 	return uid, err
 }
 
+// cacheMinRead is the number of UIDs from which EntriesByUID brings a
+// mailbox into the entry cache; fewer are read from the index unless the
+// mailbox is cached already. A variable for tests.
+var cacheMinRead = 256
+
 // EntriesByUID returns the entries among uids (in any order), by UID, with
-// their keywords, from the entry cache (without the stored message's queue
-// ID and sender).
+// their keywords (without the stored message's queue ID and sender), from
+// the entry cache, or from the index for a few UIDs of a mailbox not in
+// the cache and for mailboxes too large for it.
 func (s *Store) EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32) ([]store.Entry, error) {
 	if len(uids) == 0 {
 		return nil, nil
@@ -213,6 +219,9 @@ func (s *Store) EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32
 	if !slices.IsSorted(uids) {
 		sorted = slices.Clone(uids)
 		slices.Sort(sorted)
+	}
+	if len(sorted) < cacheMinRead && !s.cache.has(mailboxID) {
+		return s.entriesByRuns(ctx, mailboxID, sorted)
 	}
 	var out []store.Entry
 	err := s.withBox(ctx, mailboxID, func(entries []cachedEntry) {
@@ -236,7 +245,46 @@ func (s *Store) EntriesByUID(ctx context.Context, mailboxID int64, uids []uint32
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
+	if errors.Is(err, errTooLarge) {
+		return s.entriesByRuns(ctx, mailboxID, sorted)
+	}
 	return out, err
+}
+
+// entriesByRuns reads the entries among sorted from the index: contiguous
+// runs of UIDs with one range query each, or one query over the whole span
+// when the set is fragmented.
+func (s *Store) entriesByRuns(ctx context.Context, mailboxID int64, sorted []uint32) ([]store.Entry, error) {
+	type run struct{ lo, hi uint32 }
+	var runs []run
+	for _, u := range sorted {
+		if n := len(runs); n > 0 && runs[n-1].hi+1 >= u {
+			runs[n-1].hi = u
+		} else {
+			runs = append(runs, run{u, u})
+		}
+	}
+	filter := false
+	if len(runs) > 16 {
+		runs = []run{{sorted[0], sorted[len(sorted)-1]}}
+		filter = true
+	}
+	var out []store.Entry
+	for _, r := range runs {
+		es, err := s.entriesPacked(ctx, mailboxID, r.lo, r.hi)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			if filter {
+				if _, ok := slices.BinarySearch(sorted, e.UID); !ok {
+					continue
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // entriesPacked reads the entries with lo <= uid <= hi, with keywords,
