@@ -3,13 +3,15 @@ package imapd
 import "testing"
 
 // TestClientSyntaxErrorsAreBad: a malformed sequence set, an unknown
-// SEARCH key and a mailbox name that is not modified UTF-7 are the
-// client's errors, answered BAD [CLIENTBUG], not NO [SERVERBUG] (go-imap
-// patch 11, found by FuzzIMAPSession).
+// SEARCH key, a mailbox name or LIST pattern that is not modified UTF-7, a
+// bad APPEND date-time and bad base64 in AUTHENTICATE are the client's
+// errors, answered BAD, not NO [SERVERBUG] (go-imap patch 11, found by
+// FuzzIMAPSession).
 func TestClientSyntaxErrorsAreBad(t *testing.T) {
 	e := newEnv(t)
 	e.deliver(t, sampleMsg)
 	r := e.raw(t, true)
+	r.expect("BAD Malformed SASL response", "AUTHENTICATE PLAIN !!!")
 	r.login()
 	r.ok("SELECT INBOX")
 	for _, cmd := range []string{
@@ -20,6 +22,8 @@ func TestClientSyntaxErrorsAreBad(t *testing.T) {
 		"SEARCH NOTAKEY",
 		"CREATE &Jjo",
 		"SELECT &-&",
+		"LIST \"\" &Jjo",
+		"APPEND INBOX \"99-Jan-2020 10:00:00 +0000\" {3}",
 	} {
 		r.expect("BAD [CLIENTBUG] Syntax error", "%s", cmd)
 	}

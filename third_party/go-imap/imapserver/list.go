@@ -206,7 +206,12 @@ func readListMailbox(dec *imapwire.Decoder) (string, error) {
 			return "", dec.Err()
 		}
 	}
-	return utf7.Decode(mailbox)
+	name, err := utf7.Decode(mailbox)
+	if err != nil {
+		// Postern patch: the client's syntax error, not the server's.
+		return "", &imapwire.DecoderExpectError{Message: "in list-mailbox: " + err.Error()}
+	}
+	return name, nil
 }
 
 func isListChar(ch byte) bool {
