@@ -666,6 +666,12 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 // newResponseEncoderBatch is newResponseEncoder for batch responses (see
 // responseEncoder.batch); setTimeout is true for the first of a batch.
 func newResponseEncoderBatch(conn *Conn, batch, setTimeout bool) *responseEncoder {
+	return conn.initResponseEncoder(new(responseEncoder), new(imapwire.Encoder), batch, setTimeout)
+}
+
+// initResponseEncoder is newResponseEncoderBatch in memory the caller
+// provides: enc wrapping wireEnc.
+func (conn *Conn) initResponseEncoder(enc *responseEncoder, wireEnc *imapwire.Encoder, batch, setTimeout bool) *responseEncoder {
 	conn.mutex.Lock()
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
@@ -675,17 +681,18 @@ func newResponseEncoderBatch(conn *Conn, batch, setTimeout bool) *responseEncode
 		conn.bw = writerPool.Get().(*bufio.Writer)
 		conn.bw.Reset(conn.out)
 	}
-	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
+	wireEnc.Reset(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
 
 	if setTimeout {
 		conn.setWriteTimeout(respWriteTimeout)
 	}
-	return &responseEncoder{
+	*enc = responseEncoder{
 		Encoder: wireEnc,
 		conn:    conn,
 		batch:   batch,
 	}
+	return enc
 }
 
 func (enc *responseEncoder) end() {

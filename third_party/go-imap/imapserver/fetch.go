@@ -331,16 +331,29 @@ type FetchWriter struct {
 	// unset for unilateral updates (IDLE), which must go out at once.
 	batch   bool
 	started bool
+
+	// A batch reuses these for each response (one at a time: each holds
+	// the connection's encoder lock until it is closed).
+	rw   FetchResponseWriter
+	enc  responseEncoder
+	wire imapwire.Encoder
 }
 
 // CreateMessage writes a FETCH response for a message.
 //
-// FetchResponseWriter.Close must be called.
+// FetchResponseWriter.Close must be called, and the writer not used after;
+// for a FETCH or STORE command, the next CreateMessage reuses it.
 func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
-	enc := newResponseEncoderBatch(cmd.conn, cmd.batch, !cmd.batch || !cmd.started)
+	if !cmd.batch {
+		enc := newResponseEncoderBatch(cmd.conn, false, true)
+		enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
+		return &FetchResponseWriter{enc: enc, options: cmd.options}
+	}
+	enc := cmd.conn.initResponseEncoder(&cmd.enc, &cmd.wire, true, !cmd.started)
 	cmd.started = true
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
-	return &FetchResponseWriter{enc: enc, options: cmd.options}
+	cmd.rw = FetchResponseWriter{enc: enc, options: cmd.options}
+	return &cmd.rw
 }
 
 // FetchResponseWriter writes a single FETCH response for a message.
