@@ -38,6 +38,8 @@ type selected struct {
 	// keywords from FLAGS).
 	unannounced []string
 	resend      []uint32
+
+	flagBuf []imap.Flag // imapFlags' result, reused
 }
 
 func (sel *selected) close() { sel.sub.Close() }
@@ -155,9 +157,10 @@ func (sel *selected) remove(uid uint32) uint32 {
 	return uint32(i) + 1
 }
 
-// imapFlags converts stored flags for the client.
+// imapFlags converts stored flags for the client. The result is only good
+// until the next call (it reuses sel.flagBuf): write it at once.
 func (sel *selected) imapFlags(uid uint32, f store.Flags, kws []string) []imap.Flag {
-	out := make([]imap.Flag, 0, 4+len(kws))
+	out := sel.flagBuf[:0]
 	for i, sf := range []store.Flags{store.FlagSeen, store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagDraft} {
 		if f&sf != 0 {
 			out = append(out, systemFlags[i])
@@ -178,6 +181,7 @@ func (sel *selected) imapFlags(uid uint32, f store.Flags, kws []string) []imap.F
 		}
 		out = append(out, imap.Flag(k))
 	}
+	sel.flagBuf = out[:0]
 	return out
 }
 
