@@ -399,7 +399,7 @@ func (s *Store) entriesRange(ctx context.Context, mailboxID int64, lo, hi uint32
 // the commit.
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32, u store.FlagUpdate) ([]store.FlagResult, error) {
 	var results []store.FlagResult
-	err := s.write(&writeReq{fn: func(w *wtx) error {
+	err := s.write(&writeReq{noFsync: true, fn: func(w *wtx) error {
 		results = results[:0]
 		var modseq uint64
 		if err := w.QueryRow(`SELECT highest_modseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq); err != nil {

@@ -90,6 +90,7 @@ type Store struct {
 	onEnqueue []func()
 
 	reqs      chan *writeReq
+	lazySync  bool // the writer connection runs synchronous=NORMAL (writer goroutine only)
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -100,8 +101,16 @@ var _ store.Store = (*Store)(nil)
 type writeReq struct {
 	fn           func(w *wtx) error
 	syncIncoming bool
-	after        func() // run by the writer after a successful commit, in commit order
-	done         chan error
+	// noFsync marks a change whose loss in a power cut is harmless (IMAP
+	// flags): a batch of only such changes commits without fsyncing the
+	// WAL (synchronous=NORMAL), like Dovecot, which does not fsync flag
+	// changes either. The next fsync'd commit or checkpoint makes it
+	// durable; a crash of the process alone loses nothing, and a commit
+	// never becomes visible partially. Messages and their routing are
+	// never written this way.
+	noFsync bool
+	after   func() // run by the writer after a successful commit, in commit order
+	done    chan error
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -303,6 +312,17 @@ func (s *Store) runBatch(batch []*writeReq) {
 			goto reply
 		}
 	}
+	if lazy := allNoFsync(batch); lazy != s.lazySync {
+		mode := "FULL"
+		if lazy {
+			mode = "NORMAL"
+		}
+		if _, err := s.wconn.ExecContext(ctx, "PRAGMA synchronous="+mode); err != nil {
+			fail(fmt.Errorf("store: synchronous=%s: %w", mode, err))
+			goto reply
+		}
+		s.lazySync = lazy
+	}
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		fail(fmt.Errorf("store: begin: %w", err))
 		goto reply
@@ -336,6 +356,17 @@ reply:
 		}
 		r.done <- errs[i]
 	}
+}
+
+// allNoFsync reports whether every request of the batch may commit without
+// an fsync.
+func allNoFsync(batch []*writeReq) bool {
+	for _, r := range batch {
+		if !r.noFsync {
+			return false
+		}
+	}
+	return true
 }
 
 func unixMilli(t time.Time) int64 { return t.UnixMilli() }
