@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern-mail/postern/internal/coalesce"
 	"github.com/postern-mail/postern/internal/connlimit"
 )
 
@@ -44,7 +45,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			conn.Close()
 			continue
 		}
-		return &limitConn{Conn: &coalescer{Conn: conn}, idle: l.idle, release: func() { l.c.Release(ip) }}, nil
+		return &limitConn{Conn: coalesce.New(conn), idle: l.idle, release: func() { l.c.Release(ip) }}, nil
 	}
 }
 

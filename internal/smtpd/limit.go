@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern-mail/postern/internal/coalesce"
 	"github.com/postern-mail/postern/internal/connlimit"
 )
 
@@ -52,7 +53,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		connectionsActive.Inc()
-		return &limitedConn{Conn: &coalescer{Conn: c}, release: func() { l.release(ip) }}, nil
+		return &limitedConn{Conn: coalesce.New(c), release: func() { l.release(ip) }}, nil
 	}
 }
 
