@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -153,4 +154,43 @@ func receivedUnauthenticated(hdr []byte, host string) bool {
 	}
 	proto, _, _ := strings.Cut(rest, " ")
 	return proto != "esmtpa" && proto != "esmtpsa"
+}
+
+// Published reports whether every DKIM-Signature field in sigs (as Sign
+// returned them) names a key this server still has for its domain, so
+// that its public key is still in DNS (dns-records lists a key until
+// dkim-rotate --retire deletes it). Signatures kept for a message's retries
+// are reused only while they are published; after a retirement the
+// message is signed anew, or receivers would find no key.
+func (s *Signer) Published(sigs string) bool {
+	unfolded := strings.NewReplacer("\r\n ", " ", "\r\n\t", " ").Replace(sigs)
+	for _, field := range strings.Split(unfolded, "\r\n") {
+		name, value, ok := strings.Cut(field, ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "DKIM-Signature") {
+			continue
+		}
+		tags := dkimTags(value)
+		keys, err := s.Keys.Keys(tags["d"])
+		if err != nil || tags["s"] == "" {
+			return false
+		}
+		if !slices.ContainsFunc(keys, func(k Key) bool { return strings.EqualFold(k.Selector, tags["s"]) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// dkimTags parses a DKIM-Signature value's tag=value list (whitespace,
+// folding included, removed).
+func dkimTags(v string) map[string]string {
+	tags := map[string]string{}
+	for _, part := range strings.Split(v, ";") {
+		k, val, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		tags[strings.TrimSpace(k)] = strings.Join(strings.Fields(val), "")
+	}
+	return tags
 }

@@ -334,8 +334,9 @@ func (q *Queue) attempt(ctx context.Context, g *group) {
 				event: store.Event{QueueID: e.QueueID, Time: now, Kind: "deferred", Detail: fmt.Sprintf("to=<%s> %s no result", e.Recipient, where)}})
 		}
 	}
-	if att.Signed && !env.SignatureDone && len(later) > 0 {
-		// Sign once per message: the retries reuse these fields.
+	if att.Signed && (!env.SignatureDone || att.Signature != env.Signature) && len(later) > 0 {
+		// Sign once per message: the retries reuse these fields (signed
+		// anew when the kept ones' key was retired).
 		if err := q.st.SaveSignature(ctx, first.MessageID, att.Signature); err != nil {
 			q.log.Error("queue: keeping the DKIM signature", "qid", first.QueueID, "err", err)
 		}

@@ -38,7 +38,13 @@ const maxInMemory = 1 << 20
 func (t courierTransport) Deliver(ctx context.Context, domain string, env queue.Envelope, open func() (io.ReadCloser, error)) queue.Attempt {
 	var signed bool
 	sigs := env.Signature
-	if t.dkim != nil && !env.SignatureDone {
+	// Kept signatures whose key was retired since (dkim-rotate --retire)
+	// would no longer verify: sign anew.
+	stale := t.dkim != nil && env.SignatureDone && sigs != "" && !t.dkim.Published(sigs)
+	if stale {
+		t.log.Info("kept DKIM signature's key retired, signing again", "qid", env.QueueID)
+	}
+	if t.dkim != nil && (!env.SignatureDone || stale) {
 		// Messages are stored once, unsigned, and signed once: at their
 		// first attempt, for all their domains; the queue keeps the
 		// fields for the retries. A small message is read once, for
@@ -52,7 +58,7 @@ func (t courierTransport) Deliver(ctx context.Context, domain string, env queue.
 		}
 		if err == nil {
 			sign := func() (string, error) { return t.sign(ctx, env.From, open) }
-			if t.sigs != nil && env.QueueID != "" {
+			if t.sigs != nil && env.QueueID != "" && !stale {
 				sigs, err = t.sigs.get(env.QueueID, sign)
 			} else {
 				sigs, err = sign()

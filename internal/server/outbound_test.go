@@ -126,7 +126,6 @@ func TestOutboundSignedPassesInboundChecks(t *testing.T) {
 	}
 
 	// A retry puts the kept fields in front of the message, signing nothing.
-	tr.dkim.Keys = nil // would panic if used
 	att2 := tr.Deliver(ctx, "remote.test", queue.Envelope{From: "alice@example.org", Recipients: []string{"bob@remote.test"},
 		Notify: []string{""}, ORcpt: []string{""}, Size: int64(len(msg)), Signature: att.Signature, SignatureDone: true}, open)
 	if len(att2.Results) != 1 || att2.Results[0].Code != 250 || att2.Signed {
@@ -144,6 +143,26 @@ func TestOutboundSignedPassesInboundChecks(t *testing.T) {
 	}
 	if opens != 2 {
 		t.Errorf("message opened %d times in all, want 2", opens)
+	}
+
+	// After dkim-rotate and --retire the kept fields name keys no longer
+	// in DNS: the next retry signs again, with the new keys.
+	if _, err := keys.Rotate("example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Retire("example.org"); err != nil {
+		t.Fatal(err)
+	}
+	newKeys, _ := keys.Active("example.org")
+	att3 := tr.Deliver(ctx, "remote.test", queue.Envelope{From: "alice@example.org", Recipients: []string{"bob@remote.test"},
+		Notify: []string{""}, ORcpt: []string{""}, Size: int64(len(msg)), Signature: att.Signature, SignatureDone: true}, open)
+	if len(att3.Results) != 1 || att3.Results[0].Code != 250 || !att3.Signed || att3.Signature == att.Signature {
+		t.Fatalf("retry after retirement: signed %v, results %+v", att3.Signed, att3.Results)
+	}
+	for _, k := range newKeys {
+		if !strings.Contains(att3.Signature, "s="+k.Selector+";") {
+			t.Errorf("new signature does not use %s: %q", k.Selector, att3.Signature)
+		}
 	}
 }
 
