@@ -92,7 +92,11 @@ max_connections_per_ip = 100
 			b.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	s.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn")
+	args := []string{"serve", "--config", cfgPath, "--log-level", "warn"}
+	if p := os.Getenv("POSTERN_BENCH_CPUPROFILE"); p != "" {
+		args = append(args, "--cpuprofile", p) // a pprof CPU profile of the server, written when it stops
+	}
+	s.cmd = exec.Command(bin, args...)
 	stdout, _ := s.cmd.StdoutPipe()
 	s.cmd.Stderr = os.Stderr
 	if err := s.cmd.Start(); err != nil {

@@ -84,7 +84,7 @@ func (s *Store) Domains(ctx context.Context) ([]store.Domain, error) {
 // HasDomain reports whether the domain is hosted here (case-insensitive).
 func (s *Store) HasDomain(ctx context.Context, name string) (bool, error) {
 	var n int
-	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM domains WHERE name = ?`, strings.ToLower(strings.TrimSuffix(name, "."))).Scan(&n)
+	err := s.rqueryRow(ctx, `SELECT count(*) FROM domains WHERE name = ?`, strings.ToLower(strings.TrimSuffix(name, "."))).Scan(&n)
 	return n > 0, err
 }
 
@@ -233,7 +233,7 @@ func (s *Store) SetPassword(ctx context.Context, address, passwordHash string) e
 func (s *Store) UserByAddress(ctx context.Context, address string) (store.User, error) {
 	var u store.User
 	var created int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT id, address, password, created FROM users WHERE address = ?`, strings.ToLower(strings.TrimSpace(address))).
+	err := s.rqueryRow(ctx, `SELECT id, address, password, created FROM users WHERE address = ?`, strings.ToLower(strings.TrimSpace(address))).
 		Scan(&u.ID, &u.Address, &u.PasswordHash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", address, store.ErrNotFound)
@@ -384,7 +384,7 @@ func (s *Store) ResolveLocal(ctx context.Context, address string) ([]store.User,
 		// or alias of that name, it reaches the domain's first account.
 		var u store.User
 		var created int64
-		err := s.rdb.QueryRowContext(ctx, `SELECT id, address, password, created FROM users WHERE domain = ? ORDER BY id LIMIT 1`, domain).
+		err := s.rqueryRow(ctx, `SELECT id, address, password, created FROM users WHERE domain = ? ORDER BY id LIMIT 1`, domain).
 			Scan(&u.ID, &u.Address, &u.PasswordHash, &created)
 		if err == nil {
 			u.Created = fromMilli(created)
@@ -437,7 +437,7 @@ func (s *Store) ResolveRecipient(ctx context.Context, address string) ([]store.U
 
 // forwardTargets returns an alias's targets that are not local users.
 func (s *Store) forwardTargets(ctx context.Context, alias string) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT a.target FROM aliases a LEFT JOIN users u ON u.address = a.target WHERE a.address = ? AND u.id IS NULL ORDER BY a.target`, alias)
+	rows, err := s.rquery(ctx, `SELECT a.target FROM aliases a LEFT JOIN users u ON u.address = a.target WHERE a.address = ? AND u.id IS NULL ORDER BY a.target`, alias)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +454,7 @@ func (s *Store) forwardTargets(ctx context.Context, alias string) ([]string, err
 }
 
 func (s *Store) aliasUsers(ctx context.Context, alias string) ([]store.User, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT u.id, u.address, u.password, u.created FROM aliases a JOIN users u ON u.address = a.target WHERE a.address = ? ORDER BY u.id`, alias)
+	rows, err := s.rquery(ctx, `SELECT u.id, u.address, u.password, u.created FROM aliases a JOIN users u ON u.address = a.target WHERE a.address = ? ORDER BY u.id`, alias)
 	if err != nil {
 		return nil, err
 	}

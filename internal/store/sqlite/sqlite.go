@@ -323,23 +323,23 @@ func (s *Store) runBatch(batch []*writeReq) {
 		}
 		s.lazySync = lazy
 	}
-	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if _, err := s.wexec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		fail(fmt.Errorf("store: begin: %w", err))
 		goto reply
 	}
 	for i, r := range batch {
-		if _, err := s.wconn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := s.wexec(ctx, "SAVEPOINT w"); err != nil {
 			errs[i] = fmt.Errorf("store: savepoint: %w", err)
 			continue
 		}
 		w := &wtx{s: s, ctx: ctx}
 		if err := r.fn(w); err != nil {
 			errs[i] = err
-			s.wconn.ExecContext(ctx, "ROLLBACK TO w")
+			s.wexec(ctx, "ROLLBACK TO w")
 		}
-		s.wconn.ExecContext(ctx, "RELEASE w")
+		s.wexec(ctx, "RELEASE w")
 	}
-	if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := s.wexec(ctx, "COMMIT"); err != nil {
 		s.wconn.ExecContext(ctx, "ROLLBACK")
 		fail(fmt.Errorf("store: commit: %w", err))
 		goto reply
@@ -356,6 +356,21 @@ reply:
 		}
 		r.done <- errs[i]
 	}
+}
+
+// wexec runs one of the writer's transaction statements (BEGIN, SAVEPOINT,
+// RELEASE, COMMIT...), prepared once: they run for every request, and
+// SQLite's parser cost more than the statements themselves.
+func (s *Store) wexec(ctx context.Context, q string) (sql.Result, error) {
+	st, ok := s.stmts[q]
+	if !ok {
+		var err error
+		if st, err = s.wconn.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+		s.stmts[q] = st
+	}
+	return st.ExecContext(ctx)
 }
 
 // allNoFsync reports whether every request of the batch may commit without
