@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -111,6 +112,29 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 			n++
 			r.hasPending = false
 			continue
+		}
+		if r.state == stateData && r.r.Buffered() > 0 {
+			// Postern patch: in the middle of a line, pass on the
+			// buffered run of bytes up to the next CR or LF at once
+			// (neither the state nor any byte changes there) instead of
+			// one ReadByte per byte.
+			avail := r.r.Buffered()
+			if avail > len(b)-n {
+				avail = len(b) - n
+			}
+			peek, _ := r.r.Peek(avail)
+			run := len(peek)
+			if i := bytes.IndexByte(peek, '\n'); i >= 0 {
+				run = i
+			}
+			if i := bytes.IndexByte(peek[:run], '\r'); i >= 0 {
+				run = i
+			}
+			if run > 0 {
+				n += copy(b[n:], peek[:run])
+				r.r.Discard(run)
+				continue
+			}
 		}
 		var c byte
 		c, err = r.r.ReadByte()
