@@ -142,6 +142,8 @@ type Server struct {
 
 	recentMu sync.Mutex
 	recent   map[int64]uint32 // mailbox ID: highest UID already claimed as \Recent
+
+	heads headCache // header fields for SEARCH
 }
 
 // New returns a server; call Serve or ServeTLS for each listener.

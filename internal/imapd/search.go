@@ -38,15 +38,35 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	// in bulk, a chunk of the view at a time.
 	hr, bulk := s.srv.backend.(headReader)
 	bulk = bulk && needsHeader(criteria) && !needsBody(criteria)
+	// Keys on the fields the head cache keeps are answered from it.
+	cached := bulk && keptOnly(criteria)
+	var spans []headSpan
+	var kept []byte
+	if cached {
+		if spans, kept, err = s.srv.heads.heads(s.ctx(), hr, sel.mb.ID, sel.mb.UIDValidity, sel.uids); err != nil {
+			return nil, s.storeError("search: reading headers", err)
+		}
+	}
 	var heads map[uint32][]byte
 	br := bufio.NewReader(nil)
+	var cand candidate
+	m := &cand
+	j := 0
 	for i, uid := range sel.uids {
 		e := byUID.get(uid)
 		if e == nil {
 			continue
 		}
-		m := &candidate{s: s, seq: uint32(i) + 1, e: e, br: br}
-		if bulk {
+		*m = candidate{s: s, seq: uint32(i) + 1, e: e, br: br}
+		if cached {
+			for j < len(spans) && spans[j].uid < uid {
+				j++
+			}
+			if j < len(spans) && spans[j].uid == uid && spans[j].n != noHead {
+				sp := spans[j]
+				m.head, m.headOnly = kept[sp.off:sp.off+sp.n:sp.off+sp.n], true
+			}
+		} else if bulk {
 			if i%headChunk == 0 {
 				chunk := sel.uids[i:min(i+headChunk, len(sel.uids))]
 				heads = make(map[uint32][]byte, len(chunk))
@@ -166,6 +186,9 @@ func headerEnd(b []byte) int {
 // rawHeader returns the message's header section if it is at hand, nil
 // if not.
 func (m *candidate) rawHeader() []byte {
+	if m.headOnly {
+		return m.head
+	}
 	b := m.head
 	if m.loaded {
 		b = m.raw
@@ -184,7 +207,7 @@ func (m *candidate) rawHeader() []byte {
 // (decoding changes nothing), when value is nowhere in the section, case
 // aside.
 func mayContain(header []byte, key, value string) bool {
-	if header == nil || value == "" || addressFields[strings.ToLower(key)] || bytes.Contains(header, []byte("=?")) {
+	if header == nil || value == "" || isAddressField(key) {
 		return true
 	}
 	for i := 0; i < len(value); i++ {
@@ -192,31 +215,81 @@ func mayContain(header []byte, key, value string) bool {
 			return true
 		}
 	}
+	if bytes.Contains(header, []byte("=?")) {
+		return true
+	}
 	for _, c := range header {
 		if c >= 0x80 {
 			return true
 		}
 	}
-	v := []byte(value)
-	for i := 0; i+len(v) <= len(header); i++ {
-		if bytes.EqualFold(header[i:i+len(v)], v) {
+	return containsFoldASCII(header, value)
+}
+
+// containsFoldASCII reports whether b contains the ASCII string v, with
+// ASCII letters compared case-insensitively.
+func containsFoldASCII(b []byte, v string) bool {
+	lo, up := lowerASCII(v[0]), v[0]
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	for len(b) >= len(v) {
+		last := b[:len(b)-len(v)+1] // where a match can start
+		i := bytes.IndexByte(last, lo)
+		if up != lo {
+			if k := bytes.IndexByte(last, up); k >= 0 && (i < 0 || k < i) {
+				i = k
+			}
+		}
+		if i < 0 {
+			return false
+		}
+		k := 1
+		for k < len(v) && lowerASCII(b[i+k]) == lowerASCII(v[k]) {
+			k++
+		}
+		if k == len(v) {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// isAddressField reports whether key names one of addressFields, without
+// lowering it.
+func isAddressField(key string) bool {
+	for _, f := range addressFieldNames {
+		if len(key) == len(f) && strings.EqualFold(key, f) {
 			return true
 		}
 	}
 	return false
 }
 
+var addressFieldNames = []string{"from", "to", "cc", "bcc", "sender", "reply-to"}
+
 // candidate is a message being matched; its contents are read only if a
 // key needs them.
 type candidate struct {
-	s      *session
-	seq    uint32
-	e      *store.Entry
-	head   []byte        // the start of the message, if read in bulk
-	br     *bufio.Reader // shared by the candidates of a search
-	raw    []byte
-	loaded bool
-	header *mail.Header
+	s    *session
+	seq  uint32
+	e    *store.Entry
+	head []byte // the start of the message, if read in bulk
+	// headOnly says that head is a header section of its own (lines kept
+	// by the head cache).
+	headOnly bool
+	br       *bufio.Reader // shared by the candidates of a search
+	raw      []byte
+	loaded   bool
+	header   *mail.Header
 }
 
 func (m *candidate) contents() ([]byte, error) {

@@ -469,23 +469,34 @@ func refUIDs(refs []msgRef) []uint32 {
 
 // entriesByUID finds entries by UID without building a map (FETCH 1:*
 // and SEARCH over a large mailbox): the backend's entries, sorted here
-// if they came in another order, searched by bisection.
-type entriesByUID []store.Entry
+// if they came in another order, searched by bisection unless the UID
+// asked for is the one after the last found, as it is when the caller
+// goes through the mailbox in order.
+type entriesByUID struct {
+	es   []store.Entry
+	next int // the index after the last entry found
+}
 
-func newEntriesByUID(entries []store.Entry) entriesByUID {
+func newEntriesByUID(entries []store.Entry) *entriesByUID {
 	cmp := func(a, b store.Entry) int { return cmpUID(a.UID, b.UID) }
 	if !slices.IsSortedFunc(entries, cmp) {
 		slices.SortFunc(entries, cmp)
 	}
-	return entries
+	return &entriesByUID{es: entries}
 }
 
 // get returns the entry of uid, nil if there is none.
-func (es entriesByUID) get(uid uint32) *store.Entry {
-	i, ok := slices.BinarySearchFunc(es, uid, func(e store.Entry, u uint32) int { return cmpUID(e.UID, u) })
-	if !ok {
-		return nil
+func (b *entriesByUID) get(uid uint32) *store.Entry {
+	es := b.es
+	i := b.next
+	if i >= len(es) || es[i].UID != uid {
+		// Not the next one: an expunged message skipped, or another order.
+		var ok bool
+		if i, ok = slices.BinarySearchFunc(es, uid, func(e store.Entry, u uint32) int { return cmpUID(e.UID, u) }); !ok {
+			return nil
+		}
 	}
+	b.next = i + 1
 	return &es[i]
 }
 

@@ -1,0 +1,67 @@
+package imapd
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSearchHeadCache checks SEARCH on the header fields the head cache
+// keeps: folded and encoded fields, a header longer than what is read in
+// bulk and kept lines longer than maxKeptBytes (both read whole), date
+// keys, and that new mail and expunges are seen by the next search; then
+// the same with a cache too small to keep the mailbox.
+func TestSearchHeadCache(t *testing.T) {
+	t.Run("kept", func(t *testing.T) { testSearchHeadCache(t, true) })
+	t.Run("too large", func(t *testing.T) {
+		old := maxHeadCacheBytes
+		maxHeadCacheBytes = 64
+		t.Cleanup(func() { maxHeadCacheBytes = old })
+		testSearchHeadCache(t, false)
+	})
+}
+
+func testSearchHeadCache(t *testing.T, kept bool) {
+	e := newEnv(t)
+	e.deliver(t, "Subject: long\r\n folded\r\n\r\nbody\r\n")                                                                                 // 1
+	e.deliver(t, "Subject: other\r\nX-Pad: "+strings.Repeat("p", 3*headMax)+"\r\nSubject: late needle\r\n\r\nbody\r\n")                      // 2
+	e.deliver(t, "To: "+strings.Repeat("someone@example.org, ", maxKeptBytes/20)+"x@example.org\r\nSubject: needle to many\r\n\r\nbody\r\n") // 3
+	e.deliver(t, "Subject: =?utf-8?q?long?=\r\n\tfolded, encoded\r\n\r\nbody\r\n")                                                           // 4
+	e.deliver(t, "Date: Mon, 2 Nov 2026 10:00:00 +0000\r\nSubject: dated\r\nX-Other: needle\r\n\r\nbody\r\n")                                // 5
+	e.deliver(t, "From: \"Long\r\n Folded\" <fold@example.org>\r\nSubject: a\r\n  long\r\n  folded one\r\n\r\nbody\r\n")                     // 6
+	r := e.raw(t, true)
+	r.login()
+	r.ok("SELECT INBOX")
+	check := func(search, want string) {
+		t.Helper()
+		u := r.ok("%s", search)
+		if !has(u, want) || !strings.HasSuffix(strings.TrimSpace(strings.Join(u, "\n")), want) {
+			t.Errorf("%s: got %q, want %q", search, u, want)
+		}
+	}
+	// RFC 5322 2.2.3: a folded field is matched unfolded.
+	check(`UID SEARCH HEADER Subject "long folded"`, "* SEARCH 1 4 6")
+	check(`UID SEARCH SUBJECT "LONG FOLDED"`, "* SEARCH 1 4 6")
+	check(`UID SEARCH HEADER From "long folded"`, "* SEARCH 6")
+	check(`UID SEARCH HEADER Subject needle`, "* SEARCH 2 3")
+	check(`UID SEARCH HEADER Subject NEEDLE`, "* SEARCH 2 3")
+	check(`UID SEARCH HEADER X-Other needle`, "* SEARCH 5")
+	check(`UID SEARCH HEADER To x@example.org`, "* SEARCH 3")
+	check(`UID SEARCH SENTON 2-Nov-2026`, "* SEARCH 5")
+	check(`UID SEARCH OR SUBJECT dated NOT HEADER Subject o`, "* SEARCH 5")
+	check(`UID SEARCH HEADER Message-ID x`, "* SEARCH")
+	check(`UID SEARCH HEADER Subject ""`, "* SEARCH 1 2 3 4 5 6")
+
+	e.deliver(t, "Subject: new needle\r\n\r\nbody\r\n") // 7
+	r.ok("NOOP")
+	check(`UID SEARCH HEADER Subject needle`, "* SEARCH 2 3 7")
+	r.ok("STORE 3 +FLAGS (\\Deleted)")
+	r.ok("EXPUNGE")
+	check(`UID SEARCH HEADER Subject needle`, "* SEARCH 2 7")
+
+	e.srv.heads.mu.Lock()
+	n := len(e.srv.heads.boxes)
+	e.srv.heads.mu.Unlock()
+	if kept && n != 1 || !kept && n != 0 {
+		t.Errorf("head cache holds %d mailboxes", n)
+	}
+}
