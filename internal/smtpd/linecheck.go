@@ -47,23 +47,10 @@ func (c *lineChecker) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for _, b := range p {
-		if c.prevCR && b != '\n' || b == '\n' && !c.prevCR {
-			c.err = errBareLineEnd
-			// Keep consuming: go-smtp drains the rest and we answer once.
-			return len(p), nil
-		}
-		c.prevCR = b == '\r'
-		c.lineLen++
-		if b == '\n' {
-			c.lineLen = 0
-		} else if c.maxLine > 0 && c.lineLen+1 > c.maxLine { // +1: the LF to come
-			c.err = errLongLine
-			return len(p), nil
-		}
-		if b == 0 {
-			c.nul = true
-		}
+	if err := c.scan(p); err != nil {
+		c.err = err
+		// Keep consuming: go-smtp drains the rest and we answer once.
+		return len(p), nil
 	}
 	if c.nul {
 		return len(p), nil
@@ -78,6 +65,55 @@ func (c *lineChecker) Write(p []byte) (int, error) {
 		c.err = err
 	}
 	return len(p), err
+}
+
+// scan checks p line by line: it finds each LF, and looks for CRs and
+// NULs in the bytes before it, instead of stepping through every byte.
+// Faults are found where a byte-by-byte scan finds them: a bare CR at the
+// byte after it (a CR ending p waits for the next write), a bare LF at
+// itself, an over-long line at the byte that makes it too long (the LF to
+// come counted), the earliest of these first.
+func (c *lineChecker) scan(p []byte) error {
+	for len(p) > 0 {
+		lf := bytes.IndexByte(p, '\n')
+		seg := p
+		if lf >= 0 {
+			seg = p[:lf]
+		}
+		if len(seg) > 0 {
+			bareAt := -1 // index in seg of the byte that shows a CR bare
+			if c.prevCR {
+				bareAt = 0
+			} else if i := bytes.IndexByte(seg[:len(seg)-1], '\r'); i >= 0 {
+				bareAt = i + 1
+			}
+			longAt := -1 // index in seg of the byte that makes the line too long
+			if c.maxLine > 0 && c.lineLen+len(seg)+1 > c.maxLine {
+				longAt = max(c.maxLine-c.lineLen-1, 0)
+			}
+			switch {
+			case bareAt >= 0 && (longAt < 0 || bareAt <= longAt):
+				return errBareLineEnd
+			case longAt >= 0:
+				return errLongLine
+			}
+			if bytes.IndexByte(seg, 0) >= 0 {
+				c.nul = true
+			}
+			c.prevCR = seg[len(seg)-1] == '\r'
+			c.lineLen += len(seg)
+		}
+		if lf < 0 {
+			break
+		}
+		if !c.prevCR {
+			return errBareLineEnd
+		}
+		c.prevCR = false
+		c.lineLen = 0
+		p = p[lf+1:]
+	}
+	return nil
 }
 
 func (c *lineChecker) captureHeader(p []byte) {
