@@ -26,11 +26,12 @@ import (
 // The IMAP benchmark: imapClients sessions loop over a mixed profile like
 // Dovecot's imaptest (LOGIN, SELECT, FETCH of all flags, FETCH of one body,
 // STORE, APPEND, EXPUNGE of what was appended, LOGOUT) for imapSeconds
-// against Postern and then against Dovecot's IMAP in its high-performance
-// mode, in the same run, over implicit TLS. Each mailbox starts with
-// imapMessages messages of about 10 KiB.
+// against Postern, then Dovecot's IMAP in its high-performance mode, then
+// maddy v0.8.1 (built by bench/maddy/build.sh), in the same run, over
+// implicit TLS. Each mailbox starts with imapMessages messages of about
+// 10 KiB, appended over IMAP.
 //
-//	go test -run '^$' -bench IMAPMixed -benchtime 1x ./bench/
+//	go test -run '^$' -bench IMAPMixed -benchtime 1x ./bench/ -maddy.bin "$(bench/maddy/build.sh)"
 //
 // POSTERN_BENCH_IMAP_SECONDS changes the duration (default 60).
 const (
@@ -250,29 +251,75 @@ func imapDial(addr string) (*imapclient.Client, error) {
 	return c, nil
 }
 
-func imapMessage(i int) []byte {
+// imapMessage returns message i, of about 10 KiB, and its Message-ID
+// (unique).
+func imapMessage(i int) (msg []byte, msgID string) {
 	var m bytes.Buffer
-	fmt.Fprintf(&m, "From: load@example.org\r\nTo: %s\r\nSubject: message %d\r\nMessage-ID: <%d.%d@bench.example.org>\r\n\r\n", imapUser, i, i, rand.Int64())
+	msgID = fmt.Sprintf("<%d.%d@bench.example.org>", i, rand.Int64())
+	fmt.Fprintf(&m, "From: load@example.org\r\nTo: %s\r\nSubject: message %d\r\nMessage-ID: %s\r\n\r\n", imapUser, i, msgID)
 	for m.Len() < 10<<10 {
 		m.WriteString("The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\r\n")
 	}
-	return m.Bytes()
+	return m.Bytes(), msgID
 }
 
-func imapAppend(c *imapclient.Client, i int) (imap.UID, error) {
-	msg := imapMessage(i)
+// imapAppend appends message i to INBOX and returns its UID from
+// APPENDUID (0 when the server has no UIDPLUS) and its Message-ID.
+func imapAppend(c *imapclient.Client, i int) (imap.UID, string, error) {
+	msg, msgID := imapMessage(i)
 	cmd := c.Append("INBOX", int64(len(msg)), nil)
 	if _, err := cmd.Write(msg); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if err := cmd.Close(); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	data, err := cmd.Wait()
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	return data.UID, nil
+	return data.UID, msgID, nil
+}
+
+// imapExpungeNoUIDPlus removes the message with msgID that this session
+// has just appended to the selected INBOX, on a server without UIDPLUS
+// (RFC 4315: no APPENDUID, no UID EXPUNGE; maddy v0.8.1). It fetches the
+// Message-ID of the messages with a UID of at least uidNext (from SELECT:
+// this session's message and those other sessions appended since, not the
+// whole mailbox), marks the one that matches \Deleted and EXPUNGEs. A plain
+// EXPUNGE also removes what other sessions have marked \Deleted but not
+// yet expunged; their own EXPUNGE then finds nothing left, which the
+// profile does not count differently.
+func imapExpungeNoUIDPlus(c *imapclient.Client, uidNext imap.UID, msgID string) error {
+	header := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	uidNext = max(uidNext, 1) // 0 if SELECT did not say UIDNEXT
+	for try := 0; ; try++ {
+		msgs, err := c.Fetch(imap.UIDSet{{Start: uidNext, Stop: 0}}, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{header}}).Collect()
+		if err != nil {
+			return fmt.Errorf("uid fetch message-id: %w", err)
+		}
+		for _, m := range msgs {
+			for _, sec := range m.BodySection {
+				if !bytes.Contains(sec.Bytes, []byte(msgID)) {
+					continue
+				}
+				if _, err := c.Store(imap.UIDSetNum(m.UID), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect(); err != nil {
+					return fmt.Errorf("store deleted: %w", err)
+				}
+				if _, err := c.Expunge().Collect(); err != nil {
+					return fmt.Errorf("expunge: %w", err)
+				}
+				return nil
+			}
+		}
+		if try == 1 {
+			return fmt.Errorf("appended message %s not found from UID %d", msgID, uidNext)
+		}
+		// The session may not have been told of its APPEND yet.
+		if err := c.Noop().Wait(); err != nil {
+			return fmt.Errorf("noop: %w", err)
+		}
+	}
 }
 
 // imapFill appends imapMessages messages to the user's INBOX.
@@ -291,7 +338,7 @@ func imapFill(b *testing.B, addr string) {
 			}
 			defer c.Close()
 			for i := next.Add(1); i <= imapMessages; i = next.Add(1) {
-				if _, err := imapAppend(c, int(i)); err != nil {
+				if _, _, err := imapAppend(c, int(i)); err != nil {
 					errs <- err
 					return
 				}
@@ -388,16 +435,18 @@ func imapSession(addr string, rnd *rand.Rand, counts, nanos []atomic.Int64) erro
 		}
 		done(4)
 	}
-	uid, err := imapAppend(c, rnd.Int())
+	uid, msgID, err := imapAppend(c, rnd.Int())
 	if err != nil {
 		return fmt.Errorf("append: %w", err)
 	}
 	done(5)
-	if _, err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect(); err != nil {
-		return fmt.Errorf("store deleted: %w", err)
+	if uid == 0 { // no UIDPLUS
+		err = imapExpungeNoUIDPlus(c, sel.UIDNext, msgID)
+	} else {
+		err = imapExpungeUID(c, uid)
 	}
-	if _, err := c.UIDExpunge(imap.UIDSetNum(uid)).Collect(); err != nil {
-		return fmt.Errorf("expunge: %w", err)
+	if err != nil {
+		return err
 	}
 	done(6)
 	if err := c.Logout().Wait(); err != nil {
@@ -407,46 +456,78 @@ func imapSession(addr string, rnd *rand.Rand, counts, nanos []atomic.Int64) erro
 	return nil
 }
 
+// imapExpungeUID removes the message with uid: STORE \Deleted, then UID
+// EXPUNGE (RFC 4315), leaving what other sessions marked alone.
+func imapExpungeUID(c *imapclient.Client, uid imap.UID) error {
+	if _, err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect(); err != nil {
+		return fmt.Errorf("store deleted: %w", err)
+	}
+	if _, err := c.UIDExpunge(imap.UIDSetNum(uid)).Collect(); err != nil {
+		return fmt.Errorf("expunge: %w", err)
+	}
+	return nil
+}
+
 // BenchmarkIMAPMixed20 reports operations per second per command and
 // their mean latency (from the client's side, under the whole load; login
 // includes the TLS handshake, expunge the STORE \Deleted before it) for
-// Postern and, when Dovecot's IMAP can run here, for Dovecot and the ratio.
+// Postern and, when they can run here, for Dovecot and maddy, with the
+// ratio of all operations per second (ratio: vs Dovecot; ratio-vs-maddy).
 // Every session runs the same sequence, so the rates per command are in
 // fixed proportion; the latencies show where each server spends its time.
+// maddy has no UIDPLUS, so its expunge step also looks the appended
+// message up and is STORE \Deleted + EXPUNGE (imapExpungeNoUIDPlus).
 func BenchmarkIMAPMixed20(b *testing.B) {
 	d := imapSeconds()
-	peer := startPosternIMAP(b)
-	dove, haveDovecot := startDovecotIMAP(b)
-	if !haveDovecot {
-		b.Log("Dovecot's IMAP is not available (apt-get install -y dovecot-imapd, as root): Postern only")
+	type peer struct {
+		name string
+		srv  imapServer
+		note string // how its run differs, for the summary line
+	}
+	peers := []peer{{"postern", startPosternIMAP(b), ""}}
+	if dove, ok := startDovecotIMAP(b); ok {
+		peers = append(peers, peer{"dovecot", dove, ""})
+	} else {
+		b.Log("Dovecot's IMAP is not available (apt-get install -y dovecot-imapd, as root): left out")
+	}
+	if md, missing := startMaddyIMAP(b); missing == "" {
+		note := "maddy v0.8.1 has no UIDPLUS: its expunge step finds the appended message by Message-ID, then STORE \\Deleted + EXPUNGE"
+		peers = append(peers, peer{"maddy", md, note})
+		b.Log(note)
+	} else {
+		b.Log("maddy is left out of the IMAP mixed load: " + missing)
 	}
 	b.ResetTimer()
 	for range b.N {
-		res, lat, err := imapLoadTimed(peer.addr, d)
-		if err != nil {
-			b.Fatalf("postern: %v", err)
+		totals := map[string]float64{}
+		for _, p := range peers {
+			res, lat, err := imapLoadTimed(p.srv.addr, d)
+			if err != nil {
+				b.Fatalf("%s: %v", p.name, err)
+			}
+			var total int64
+			for _, op := range imapOps {
+				b.ReportMetric(float64(res[op])/d.Seconds(), p.name+"-"+op+"/s")
+				b.ReportMetric(ms(lat[op]), p.name+"-"+op+"-ms")
+				total += res[op]
+			}
+			totals[p.name] = float64(total) / d.Seconds()
+			b.ReportMetric(totals[p.name], p.name+"-ops/s")
 		}
-		var total, dtotal int64
-		for _, op := range imapOps {
-			b.ReportMetric(float64(res[op])/d.Seconds(), "postern-"+op+"/s")
-			b.ReportMetric(ms(lat[op]), "postern-"+op+"-ms")
-			total += res[op]
+		line := fmt.Sprintf("IMAP mixed, %d clients, %v: postern %.0f ops/s", imapClients, d, totals["postern"])
+		for _, p := range peers[1:] {
+			ratio := totals["postern"] / totals[p.name]
+			if p.name == "dovecot" {
+				b.ReportMetric(ratio, "ratio")
+			} else {
+				b.ReportMetric(ratio, "ratio-vs-"+p.name)
+			}
+			line += fmt.Sprintf("; %s %.0f ops/s, Postern/%s %.2f", p.name, totals[p.name], p.name, ratio)
+			if p.note != "" {
+				line += " (" + p.note + ")"
+			}
 		}
-		b.ReportMetric(float64(total)/d.Seconds(), "postern-ops/s")
-		if !haveDovecot {
-			continue
-		}
-		dres, dlat, err := imapLoadTimed(dove.addr, d)
-		if err != nil {
-			b.Fatalf("dovecot: %v", err)
-		}
-		for _, op := range imapOps {
-			b.ReportMetric(float64(dres[op])/d.Seconds(), "dovecot-"+op+"/s")
-			b.ReportMetric(ms(dlat[op]), "dovecot-"+op+"-ms")
-			dtotal += dres[op]
-		}
-		b.ReportMetric(float64(dtotal)/d.Seconds(), "dovecot-ops/s")
-		b.ReportMetric(float64(total)/float64(dtotal), "ratio")
+		fmt.Fprintln(os.Stderr, line)
 	}
 }
 
