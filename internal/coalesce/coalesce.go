@@ -88,7 +88,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.buf = append(c.buf, p...)
 	if len(c.buf) >= Max {
-		if err := c.flushLocked(); err != nil {
+		// More output is coming (FETCH 1:*): keep the buffer for it; the
+		// flush at the next Read lets it go.
+		err := c.writeOut(c.buf)
+		c.buf = c.buf[:0]
+		if err != nil {
 			return 0, err
 		}
 	}

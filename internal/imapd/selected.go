@@ -166,7 +166,7 @@ func (sel *selected) imapFlags(uid uint32, f store.Flags, kws []string) []imap.F
 			out = append(out, systemFlags[i])
 		}
 	}
-	if sel.isRecent(uid) && !sel.s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+	if sel.isRecent(uid) && !sel.s.conn.CapEnabled(imap.CapIMAP4rev2) {
 		out = append(out, flagRecent)
 	}
 	for _, k := range kws {

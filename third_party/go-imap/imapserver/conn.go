@@ -170,6 +170,15 @@ func (c *Conn) EnabledCaps() imap.CapSet {
 	return c.enabled.Copy()
 }
 
+// CapEnabled reports whether the client has enabled cap (with ENABLE),
+// without copying the set as EnabledCaps does (Postern patch 13).
+func (c *Conn) CapEnabled(cap imap.Cap) bool {
+	c.mutex.Lock()
+	defer c.mutex.Unlock()
+
+	return c.enabled.Has(cap)
+}
+
 func (c *Conn) serve() {
 	defer func() {
 		if v := recover(); v != nil {

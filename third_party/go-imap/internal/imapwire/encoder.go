@@ -88,7 +88,17 @@ func (enc *Encoder) SP() *Encoder {
 }
 
 func (enc *Encoder) Special(ch byte) *Encoder {
-	return enc.writeString(string(ch))
+	if enc.err != nil {
+		return enc
+	}
+	if enc.literal {
+		enc.err = fmt.Errorf("imapwire: cannot encode while a literal is open")
+		return enc
+	}
+	if err := enc.w.WriteByte(ch); err != nil {
+		enc.err = err
+	}
+	return enc
 }
 
 func (enc *Encoder) Quoted(s string) *Encoder {
