@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,44 @@ func testSearchHeadCache(t *testing.T, kept bool) {
 	e.srv.heads.mu.Unlock()
 	if kept && n != 1 || !kept && n != 0 {
 		t.Errorf("head cache holds %d mailboxes", n)
+	}
+}
+
+// TestKeptFieldsSame checks that the kept lines of a header read back as
+// the same fields as the whole header, for every kept field, however odd
+// the header: a malformed line part way (fields after it are not read),
+// a first line that starts with white space, LF line endings, keys in
+// other cases or with white space before the colon, repeated fields.
+func TestKeptFieldsSame(t *testing.T) {
+	br := bufio.NewReader(nil)
+	for _, head := range []string{
+		"Subject: a\r\nX-Other: b\r\nsubject: c\r\nTO: d@e\r\n\r\nbody",
+		"Subject: a\r\nnot a field\r\nFrom: x@y\r\n\r\n",
+		" Subject: a\r\nFrom: x@y\r\n\r\n",
+		"Subject: lf\n folded\nDate: Mon, 2 Nov 2026 10:00:00 +0000\n\nbody",
+		"Subject : spaced\r\nMessage-ID: <a@b>\r\nIn-Reply-To: <c@d>\r\nReply-To: r@s\r\n\r\n",
+		"Subject: =?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_au_lait?=\r\nCc: \"A, B\" <a@b>,\r\n\tc@d\r\n\r\n",
+		"\r\nno header",
+	} {
+		kept, ok := appendKept(nil, []byte(head), br)
+		if !ok {
+			t.Errorf("%q: not kept", head)
+			continue
+		}
+		whole := &candidate{head: []byte(head), br: br, loaded: true, raw: []byte(head)}
+		part := &candidate{head: kept, br: br, headOnly: true}
+		hw, _ := whole.hdr()
+		hp, _ := part.hdr()
+		for key := range keptFields {
+			fw, fp := hw.FieldsByKey(key), hp.FieldsByKey(key)
+			for fw.Next() {
+				if !fp.Next() || fw.Value() != fp.Value() {
+					t.Errorf("%q: field %s differs in the kept lines %q", head, key, kept)
+				}
+			}
+			if fp.Next() {
+				t.Errorf("%q: field %s more often in the kept lines %q", head, key, kept)
+			}
+		}
 	}
 }
