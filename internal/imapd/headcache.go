@@ -197,6 +197,9 @@ func appendKept(dst, head []byte, br *bufio.Reader) ([]byte, bool) {
 	if n < 0 {
 		return dst, false
 	}
+	if out, ok := appendKeptRaw(dst, head[:n]); ok {
+		return out, len(out)-len(dst) <= maxKeptBytes
+	}
 	start := len(dst)
 	br.Reset(bytes.NewReader(head[:n]))
 	h, _ := textproto.ReadHeader(br) // on an error, the fields before it, as in hdr
@@ -217,6 +220,86 @@ func appendKept(dst, head []byte, br *bufio.Reader) ([]byte, bool) {
 	}
 	return dst, true
 }
+
+// appendKeptRaw is appendKept's quick way for a well-formed header
+// section hdr: it copies the kept fields' lines as they are, without
+// parsing the header. It reports false, appending nothing, for a header
+// textproto.ReadHeader might read otherwise (a first line that starts with
+// white space, a line without a colon, a key with other than printable
+// ASCII, a CR not before LF): appendKept parses those.
+func appendKeptRaw(dst, hdr []byte) ([]byte, bool) {
+	if len(hdr) > 0 && (hdr[0] == ' ' || hdr[0] == '\t') {
+		return dst, false
+	}
+	for i := 0; ; {
+		k := bytes.IndexByte(hdr[i:], '\r')
+		if k < 0 {
+			break
+		}
+		if i += k + 1; i == len(hdr) || hdr[i] != '\n' {
+			return dst, false
+		}
+	}
+	start := len(dst)
+	for i := 0; i < len(hdr); {
+		if hdr[i] == '\n' || hdr[i] == '\r' {
+			break // the empty line that ends the section (headerEnd)
+		}
+		// A field: its first line and the lines that continue it.
+		j := i
+		for {
+			k := bytes.IndexByte(hdr[j:], '\n')
+			if k < 0 {
+				return dst[:start], false
+			}
+			j += k + 1
+			if j == len(hdr) || (hdr[j] != ' ' && hdr[j] != '\t') {
+				break
+			}
+		}
+		field := hdr[i:j]
+		i = j
+		line := field[:bytes.IndexByte(field, '\n')]
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			return dst[:start], false
+		}
+		key := bytes.TrimRight(bytes.TrimLeft(line[:colon], " \t"), " \t")
+		if len(key) == 0 {
+			return dst[:start], false
+		}
+		for _, c := range key {
+			if c < 33 || c > 126 {
+				return dst[:start], false
+			}
+		}
+		if isKeptField(key) {
+			dst = append(dst, field...)
+		}
+	}
+	return append(dst, '\r', '\n'), true
+}
+
+// isKeptField reports whether key, a field name as written, is one of
+// keptFields: for a name of printable ASCII, the canonical form that
+// textproto gives it is one of them exactly when it matches one ignoring
+// case, since theirs are letters and hyphens.
+func isKeptField(key []byte) bool {
+	for _, f := range keptFieldNames {
+		if len(key) == len(f) && bytes.EqualFold(key, []byte(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+var keptFieldNames = func() []string {
+	var names []string
+	for f := range keptFields {
+		names = append(names, f)
+	}
+	return names
+}()
 
 // resize counts box's bytes and evicts the least recently used other
 // mailboxes while the cache holds too much. It reports false if box is not

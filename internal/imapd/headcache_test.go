@@ -71,18 +71,30 @@ func testSearchHeadCache(t *testing.T, kept bool) {
 // the same fields as the whole header, for every kept field, however odd
 // the header: a malformed line part way (fields after it are not read),
 // a first line that starts with white space, LF line endings, keys in
-// other cases or with white space before the colon, repeated fields.
+// other cases or with white space before the colon, repeated fields; and
+// which headers are copied without parsing.
 func TestKeptFieldsSame(t *testing.T) {
 	br := bufio.NewReader(nil)
-	for _, head := range []string{
-		"Subject: a\r\nX-Other: b\r\nsubject: c\r\nTO: d@e\r\n\r\nbody",
-		"Subject: a\r\nnot a field\r\nFrom: x@y\r\n\r\n",
-		" Subject: a\r\nFrom: x@y\r\n\r\n",
-		"Subject: lf\n folded\nDate: Mon, 2 Nov 2026 10:00:00 +0000\n\nbody",
-		"Subject : spaced\r\nMessage-ID: <a@b>\r\nIn-Reply-To: <c@d>\r\nReply-To: r@s\r\n\r\n",
-		"Subject: =?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_au_lait?=\r\nCc: \"A, B\" <a@b>,\r\n\tc@d\r\n\r\n",
-		"\r\nno header",
+	for _, c := range []struct {
+		head string
+		raw  bool // copied without parsing (appendKeptRaw)
+	}{
+		{"Subject: a\r\nX-Other: b\r\nsubject: c\r\nTO: d@e\r\n\r\nbody", true},
+		{"Subject: a\r\nnot a field\r\nFrom: x@y\r\n\r\n", false},
+		{" Subject: a\r\nFrom: x@y\r\n\r\n", false},
+		{"Subject: lf\n folded\nDate: Mon, 2 Nov 2026 10:00:00 +0000\n\nbody", true},
+		{"Subject : spaced\r\nMessage-ID: <a@b>\r\nIn-Reply-To: <c@d>\r\nReply-To: r@s\r\n\r\n", true},
+		{"Subject: =?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_au_lait?=\r\nCc: \"A, B\" <a@b>,\r\n\tc@d\r\n\r\n", true},
+		{"\r\nno header", true},
+		{"Subject: a\r\nX Bad: b\r\nFrom: x@y\r\n\r\n", false},
+		{"Subject: lone\rCR\r\nFrom: x@y\r\n\r\n", false},
+		{"From:x@y\r\n  \r\nsUbJeCt:\tlong\r\n\t\tline\r\n\r\n", true},
+		{"X-Subject: no\r\nSubjects: no\r\nMessage-Id: <m@n>\r\n\r\n", true},
 	} {
+		head := c.head
+		if _, raw := appendKeptRaw(nil, []byte(head[:headerEnd([]byte(head))])); raw != c.raw {
+			t.Errorf("%q: copied without parsing %v, want %v", head, raw, c.raw)
+		}
 		kept, ok := appendKept(nil, []byte(head), br)
 		if !ok {
 			t.Errorf("%q: not kept", head)
