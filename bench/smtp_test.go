@@ -246,6 +246,9 @@ type loadResult struct {
 // runLoad sends n 10 KiB messages over the given number of sessions (one
 // connection each, reused) and measures MAIL-to-250 latencies.
 func runLoad(b *testing.B, addr, rcpt string, n, sessions int) loadResult {
+	if smtpSourceLoad {
+		return runSmtpSource(b, addr, rcpt, n, sessions)
+	}
 	msg := message10KiB()
 	var next atomic.Int64
 	var failed atomic.Int64
@@ -285,4 +288,35 @@ func runLoad(b *testing.B, addr, rcpt string, n, sessions int) loadResult {
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
 	return r
+}
+
+// smtpSourceLoad makes runLoad drive the load with Postfix's smtp-source
+// instead of the Go client (BenchmarkSMTPInboundSmtpSource).
+var smtpSourceLoad bool
+
+// smtpSourcePath finds Postfix's smtp-source.
+func smtpSourcePath() (string, error) {
+	if p, err := exec.LookPath("smtp-source"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/sbin/smtp-source"); err != nil {
+		return "", err
+	}
+	return "/usr/sbin/smtp-source", nil
+}
+
+// runSmtpSource sends n messages of 10 KiB over sessions connections with
+// smtp-source and returns how long it took.
+func runSmtpSource(b *testing.B, addr, rcpt string, n, sessions int) loadResult {
+	path, err := smtpSourcePath()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	out, err := exec.Command(path, "-d", "-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n), "-l", "10240",
+		"-M", "load.bench.test", "-f", "load@example.org", "-t", rcpt, addr).CombinedOutput()
+	if err != nil {
+		b.Fatalf("smtp-source against %s: %v\n%s", addr, err, out)
+	}
+	return loadResult{elapsed: time.Since(start)}
 }
