@@ -162,6 +162,7 @@ var headline = []struct{ bench, figure, label string }{
 	{"SMTPInboundVsPeers", "msgs/s", "SMTP in msgs/s"},
 	{"SMTPInboundVsPeers", "cpu-s/1kmsg", "SMTP in CPU/msg"},
 	{"SMTPInboundVsPeers", "p99-ms", "SMTP in p99"},
+	{"SMTPInboundSmtpSource", "msgs/s", "SMTP in msgs/s, smtp-source"},
 	{"POP3Download", "msgs/s", "POP3 msgs/s"},
 	{"IMAPMixed20", "ops/s", "IMAP ops/s"},
 	{"QueueDrain", "msgs/s", "drain msgs/s"}, // bench/run: DKIM-signed in the drain, (run 2) unsigned, (run 3) signed before it
