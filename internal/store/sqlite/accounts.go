@@ -349,6 +349,17 @@ func (s *Store) Aliases(ctx context.Context) ([]store.Alias, error) {
 	return out, rows.Err()
 }
 
+// candidates are the addresses tried for addr, in order: itself, the
+// user of user+detail, then the domain's catch-all alias (@domain).
+func candidates(addr, domain string) []string {
+	out := []string{addr}
+	local := addr[:len(addr)-len(domain)-1]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		out = append(out, local[:i]+"@"+domain)
+	}
+	return append(out, "@"+domain)
+}
+
 // ResolveLocal maps an address in a local domain to the users it reaches:
 // the user itself, else an alias's targets, else user+detail's user, else
 // the domain's catch-all alias (@domain). Duplicates are removed.
@@ -357,13 +368,8 @@ func (s *Store) ResolveLocal(ctx context.Context, address string) ([]store.User,
 	if err != nil {
 		return nil, err
 	}
-	candidates := []string{addr}
 	local := addr[:len(addr)-len(domain)-1]
-	if i := strings.IndexByte(local, '+'); i > 0 {
-		candidates = append(candidates, local[:i]+"@"+domain)
-	}
-	candidates = append(candidates, "@"+domain)
-	for _, c := range candidates {
+	for _, c := range candidates(addr, domain) {
 		if !strings.HasPrefix(c, "@") {
 			if u, err := s.UserByAddress(ctx, c); err == nil {
 				return []store.User{u}, nil
@@ -405,16 +411,12 @@ func (s *Store) ResolveRecipient(ctx context.Context, address string) ([]store.U
 	if err != nil {
 		return nil, nil, err
 	}
-	candidates := []string{addr}
-	local := addr[:len(addr)-len(domain)-1]
-	if i := strings.IndexByte(local, '+'); i > 0 {
-		candidates = append(candidates, local[:i]+"@"+domain)
-	}
-	candidates = append(candidates, "@"+domain)
-	for _, c := range candidates {
+	for _, c := range candidates(addr, domain) {
 		if !strings.HasPrefix(c, "@") {
-			if _, err := s.UserByAddress(ctx, c); err == nil {
-				break // a user: ResolveLocal has the answer
+			if u, err := s.UserByAddress(ctx, c); err == nil {
+				// A user: what ResolveLocal would answer, as every
+				// candidate before it reached nobody.
+				return []store.User{u}, nil, nil
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return nil, nil, err
 			}
