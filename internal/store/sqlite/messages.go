@@ -327,26 +327,7 @@ func (s *Store) entriesPacked(ctx context.Context, mailboxID int64, lo, hi uint3
 			k = 0
 		}
 	}
-	krows, err := s.rquery(ctx, `SELECT uid, keyword FROM keywords WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid, keyword`, mailboxID, lo, hi)
-	if err != nil {
-		return nil, err
-	}
-	defer krows.Close()
-	i := 0
-	for krows.Next() {
-		var uid uint32
-		var kw string
-		if err := krows.Scan(&uid, &kw); err != nil {
-			return nil, err
-		}
-		for i < len(out) && out[i].UID < uid {
-			i++
-		}
-		if i < len(out) && out[i].UID == uid {
-			out[i].Keywords = append(out[i].Keywords, kw)
-		}
-	}
-	return out, krows.Err()
+	return s.addKeywords(ctx, mailboxID, lo, hi, out)
 }
 
 // entriesRange reads the entries with lo <= uid <= hi, with keywords.
@@ -371,6 +352,12 @@ func (s *Store) entriesRange(ctx context.Context, mailboxID int64, lo, hi uint32
 		return nil, err
 	}
 	rows.Close()
+	return s.addKeywords(ctx, mailboxID, lo, hi, out)
+}
+
+// addKeywords fills in the keywords of out, entries with lo <= uid <= hi
+// in UID order.
+func (s *Store) addKeywords(ctx context.Context, mailboxID int64, lo, hi uint32, out []store.Entry) ([]store.Entry, error) {
 	krows, err := s.rquery(ctx, `SELECT uid, keyword FROM keywords WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid, keyword`, mailboxID, lo, hi)
 	if err != nil {
 		return nil, err
