@@ -428,18 +428,22 @@ func (sel *selected) match(m *candidate, c *imap.SearchCriteria) (bool, error) {
 	return true, nil
 }
 
+// bounds is a sequence or UID range as lo <= hi, with 0 (a "*") taken as
+// star, the largest number in use (RFC 9051 9: "*" and the order of a
+// range's ends).
+func bounds(start, stop, star uint32) (lo, hi uint32) {
+	if start == 0 {
+		start = star
+	}
+	if stop == 0 {
+		stop = star
+	}
+	return min(start, stop), max(start, stop)
+}
+
 func containsSeq(set imap.SeqSet, seq, n uint32) bool {
 	for _, r := range set {
-		lo, hi := r.Start, r.Stop
-		if lo == 0 {
-			lo = n
-		}
-		if hi == 0 {
-			hi = n
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		lo, hi := bounds(r.Start, r.Stop, n)
 		if seq >= lo && seq <= hi {
 			return true
 		}
@@ -449,16 +453,7 @@ func containsSeq(set imap.SeqSet, seq, n uint32) bool {
 
 func containsUIDSet(set imap.UIDSet, uid, last uint32) bool {
 	for _, r := range set {
-		lo, hi := uint32(r.Start), uint32(r.Stop)
-		if lo == 0 {
-			lo = last
-		}
-		if hi == 0 {
-			hi = last
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		lo, hi := bounds(uint32(r.Start), uint32(r.Stop), last)
 		if uid >= lo && uid <= hi {
 			return true
 		}

@@ -399,16 +399,7 @@ func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) 
 	switch set := numSet.(type) {
 	case imap.SeqSet:
 		for _, r := range set {
-			lo, hi := r.Start, r.Stop
-			if lo == 0 {
-				lo = n
-			}
-			if hi == 0 {
-				hi = n
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := bounds(r.Start, r.Stop, n)
 			if strict && (lo == 0 || hi > n) {
 				return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
 			}
@@ -428,16 +419,7 @@ func (sel *selected) resolve(numSet imap.NumSet, strict bool) ([]msgRef, error) 
 		}
 		last := sel.uids[n-1]
 		for _, r := range set {
-			lo, hi := uint32(r.Start), uint32(r.Stop)
-			if lo == 0 {
-				lo = last
-			}
-			if hi == 0 {
-				hi = last
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := bounds(uint32(r.Start), uint32(r.Stop), last)
 			i, _ := slices.BinarySearch(sel.uids, lo)
 			j, found := slices.BinarySearch(sel.uids, hi)
 			if !found {
